@@ -1,0 +1,35 @@
+# The README's two commands: `make run` serves the shipped models, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test lint models bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/python -m app serve --host 0.0.0.0 --port $(PORT)
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy app
+	$(BIN)/python -m pytest
+
+# Rebuild the shipped weights (slow: tens of minutes on 2 cores).
+models: $(VENV)/.installed
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m app train --data data/dinos.txt --out model_store/dinos --seed 0
+	$(BIN)/python -m app train --kind text --data data/shakespeare.txt --out model_store/shakespeare --time-budget 1200 --seed 0
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/sample_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

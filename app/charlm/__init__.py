@@ -1,0 +1,1 @@
+"""NumPy-only core: models, training, sampling, evaluation and checkpoints (no web imports)."""

@@ -1,0 +1,142 @@
+"""Model directories: `model.json` (metadata) + `weights.npz` (+ `names.txt` for names models).
+
+Writes go to a temporary sibling directory that is renamed into place, so a reader never sees
+half a model; loading checks format version, shapes and vocabulary and never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidModel
+from .layers import ARCHS, Params
+from .model import CharModel, ModelConfig
+from .vocab import Vocab
+
+FORMAT_VERSION = 1
+KINDS = ("names", "text")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model and what it needs to sample and evaluate: immutable once loaded."""
+
+    kind: str
+    config: ModelConfig
+    vocab: Vocab
+    params: Params
+    names: tuple[str, ...] = ()  # training names of a names model, for --novel
+    meta: dict[str, Any] = field(default_factory=dict)  # training options, metrics, data hash
+
+    @property
+    def net(self) -> CharModel:
+        return CharModel(self.config)
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _metadata(model: TrainedModel) -> dict[str, Any]:
+    cfg = model.config
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "arch": cfg.arch,
+        "hidden": cfg.hidden,
+        "layers": cfg.layers,
+        "dropout": cfg.dropout,
+        "vocab": list(model.vocab.chars),
+        **model.meta,
+    }
+
+
+def save(model: TrainedModel, directory: str | Path) -> Path:
+    """Write `model` to `directory` atomically, replacing any model already there."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in model.params.items()}
+        with open(tmp / "weights.npz", "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        if model.kind == "names":
+            _fsync_write(tmp / "names.txt", "".join(n + "\n" for n in model.names).encode())
+        _fsync_write(tmp / "model.json", json.dumps(_metadata(model), indent=2).encode())
+        old = None
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+        os.rename(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _require(cond: bool, directory: Path, problem: str) -> None:
+    if not cond:
+        raise InvalidModel(f"{directory.name}: {problem}")
+
+
+def load(directory: str | Path) -> TrainedModel:
+    """Read and validate a model directory; any damage raises InvalidModel naming it."""
+    d = Path(directory)
+    _require((d / "model.json").is_file(), d, "not a model directory (no model.json)")
+    _require((d / "weights.npz").is_file(), d, "weights.npz is missing")
+    try:
+        meta = json.loads((d / "model.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidModel(f"{d.name}: model.json is not valid JSON") from None
+    _require(isinstance(meta, dict), d, "model.json is not an object")
+    _require(meta.get("format_version") == FORMAT_VERSION, d,
+             f"unsupported format version {meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+    _require(meta.get("kind") in KINDS, d, f"unknown kind {meta.get('kind')!r}")
+    _require(meta.get("arch") in ARCHS, d, f"unknown architecture {meta.get('arch')!r}")
+    try:
+        vocab = Vocab(tuple(meta["vocab"]))
+        config = ModelConfig(meta["arch"], vocab.size, int(meta["hidden"]), int(meta["layers"]),
+                             float(meta.get("dropout", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidModel(f"{d.name}: bad model.json ({exc})") from None
+    _require(config.hidden > 0 and config.layers > 0, d, "hidden and layers must be positive")
+    try:
+        with np.load(d / "weights.npz", allow_pickle=False) as npz:
+            params = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zipfile/pickle/OS errors: all mean the file is damaged
+        raise InvalidModel(f"{d.name}: weights.npz is unreadable ({type(exc).__name__})") from None
+    expected = CharModel(config).param_shapes()
+    _require(set(params) == set(expected), d, "weights do not match the architecture")
+    for k, shape in expected.items():
+        _require(params[k].shape == shape, d, f"weight {k} has shape {params[k].shape}, expected {shape}")
+        _require(params[k].dtype.kind == "f" and bool(np.isfinite(params[k]).all()), d,
+                 f"weight {k} is not finite floating point")
+    names: tuple[str, ...] = ()
+    if meta["kind"] == "names":
+        _require((d / "names.txt").is_file(), d, "names.txt is missing")
+        names = tuple(n for n in (d / "names.txt").read_text(encoding="utf-8").split("\n") if n)
+    known = set(_metadata_keys())
+    extra = {k: v for k, v in meta.items() if k not in known}
+    for array in params.values():
+        array.setflags(write=False)
+    return TrainedModel(meta["kind"], config, vocab, params, names, extra)
+
+
+def _metadata_keys() -> tuple[str, ...]:
+    return ("format_version", "kind", "arch", "hidden", "layers", "dropout", "vocab")

@@ -1,0 +1,138 @@
+"""A character language model: a stack of recurrent layers, dropout between them, a softmax head.
+
+`forward` returns logits and a cache, `backward` turns dL/dlogits into parameter gradients;
+the architecture is looked up in `layers.ARCHS`, so nothing here branches on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .layers import ARCHS, Cache, Params, RecurrentLayer, State
+
+ModelState = list[State]  # one recurrent state per layer
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the shapes of a model's parameters (plus its dropout rate)."""
+
+    arch: str
+    vocab_size: int
+    hidden: int
+    layers: int
+    dropout: float = 0.0
+
+
+class CharModel:
+    """Stacked recurrent character model; parameters live outside in a flat dict."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.layer: RecurrentLayer = ARCHS[config.arch]
+
+    def init_params(self, rng: np.random.Generator, dtype: Any = np.float32) -> Params:
+        cfg = self.config
+        params: Params = {}
+        for n in range(cfg.layers):
+            n_in = cfg.vocab_size if n == 0 else cfg.hidden
+            for key, value in self.layer.init(n_in, cfg.hidden, rng, dtype).items():
+                params[f"l{n}.{key}"] = value
+        bound = 1.0 / np.sqrt(cfg.hidden)
+        params["Wy"] = rng.uniform(-bound, bound, (cfg.hidden, cfg.vocab_size)).astype(dtype)
+        params["by"] = np.zeros(cfg.vocab_size, dtype=dtype)
+        return params
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every parameter, used to validate checkpoints."""
+        rng = np.random.default_rng(0)
+        return {k: v.shape for k, v in self.init_params(rng).items()}
+
+    def zero_state(self, batch: int, dtype: Any = np.float32) -> ModelState:
+        zeros = np.zeros((batch, self.config.hidden), dtype=dtype)
+        return [tuple(zeros.copy() for _ in range(self.layer.state_size)) for _ in range(self.config.layers)]
+
+    @staticmethod
+    def _layer_params(params: Params, n: int) -> Params:
+        prefix = f"l{n}."
+        return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+
+    def forward(
+        self,
+        params: Params,
+        ids: np.ndarray,
+        state: ModelState,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, ModelState, Cache]:
+        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given."""
+        x: np.ndarray = ids
+        new_state: ModelState = []
+        caches: list[Cache] = []
+        masks: list[np.ndarray | None] = []
+        p_drop = self.config.dropout if rng is not None else 0.0
+        for n in range(self.config.layers):
+            h, s, cache = self.layer.forward(self._layer_params(params, n), x, state[n])
+            new_state.append(s)
+            caches.append(cache)
+            mask = None
+            if p_drop > 0 and rng is not None:
+                mask = (rng.random(h.shape) >= p_drop).astype(h.dtype) / (1 - p_drop)
+                h = h * mask
+            masks.append(mask)
+            x = h
+        T, B, H = x.shape
+        logits = (x.reshape(T * B, H) @ params["Wy"]).reshape(T, B, -1) + params["by"]
+        return logits, new_state, {"layers": caches, "masks": masks, "top": x}
+
+    def backward(self, params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
+        """Gradients of the loss for every parameter, given dL/dlogits (T, B, V)."""
+        T, B, V = dlogits.shape
+        top = cache["top"]
+        H = top.shape[2]
+        flat = dlogits.reshape(T * B, V)
+        grads: Params = {"Wy": top.reshape(T * B, H).T @ flat, "by": flat.sum(axis=0)}
+        dh = (flat @ params["Wy"].T).reshape(T, B, H)
+        for n in range(self.config.layers - 1, -1, -1):
+            mask = cache["masks"][n]
+            if mask is not None:
+                dh = dh * mask
+            dx, layer_grads, _ = self.layer.backward(self._layer_params(params, n), cache["layers"][n], dh)
+            for key, value in layer_grads.items():
+                grads[f"l{n}.{key}"] = value
+            if dx is not None:
+                dh = dx
+        return grads
+
+    def step(self, params: Params, ids: np.ndarray, state: ModelState) -> tuple[np.ndarray, ModelState]:
+        """One step for sampling: ids (B,) -> logits (B, V) and the next state (no dropout)."""
+        x: np.ndarray = ids
+        new_state: ModelState = []
+        for n in range(self.config.layers):
+            s = self.layer.step(self._layer_params(params, n), x, state[n])
+            new_state.append(s)
+            x = s[0]
+        return x @ params["Wy"] + params["by"], new_state
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy(
+    logits: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood over unmasked positions, and its gradient wrt logits."""
+    logp = log_softmax(logits)
+    T, B, V = logits.shape
+    picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]  # (T, B)
+    weights = np.ones((T, B), dtype=logits.dtype) if mask is None else mask.astype(logits.dtype)
+    count = max(float(weights.sum()), 1.0)
+    loss = float(-(picked * weights).sum() / count)
+    dlogits = np.exp(logp)
+    np.put_along_axis(dlogits, targets[..., None], np.take_along_axis(dlogits, targets[..., None], -1) - 1, -1)
+    dlogits *= (weights / count)[..., None]
+    return loss, dlogits

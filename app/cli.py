@@ -1,0 +1,172 @@
+"""Command line: `python -m app course|train|eval|sample|poem|serve`.
+
+Every user error (bad option, unusable file, unknown model) ends with exit code 2 and one line
+on stderr; results go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .charlm import course
+from .charlm.checkpoint import save
+from .charlm.data import read_text_file
+from .charlm.errors import CharLMError, InvalidInput
+from .charlm.evaluate import evaluate
+from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
+from .charlm.store import ModelStore
+from .charlm.train import Progress, TrainConfig, train
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _store() -> ModelStore:
+    return ModelStore(os.environ.get("DINO_STORE_DIR") or None)
+
+
+def _progress(report: Progress) -> None:
+    val = f"{report.val_loss:.4f}" if report.val_loss is not None else "-"
+    print(
+        f"epoch {report.epoch}/{report.epochs}  train {report.train_loss:.4f}  val {val}  "
+        f"{report.chars_per_second:,.0f} chars/s  {report.seconds:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_course(args: argparse.Namespace) -> None:
+    if args.iterations < 1:
+        raise InvalidInput("--iterations must be at least 1")
+    data = read_text_file(args.data).lower()
+    char_to_ix, ix_to_char = course.dino_vocab()
+    bad = set(data) - set(char_to_ix)
+    if bad:
+        raise InvalidInput(f"the course model knows only a-z and newlines; found {sorted(bad)!r}")
+    course.model(data, ix_to_char, char_to_ix, num_iterations=args.iterations)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    config = TrainConfig(
+        kind=args.kind, arch=args.arch, hidden=args.hidden, layers=args.layers, dropout=args.dropout,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        window=args.window, seed=args.seed, val_fraction=args.val_fraction, time_budget=args.time_budget,
+    ).resolved()
+    text = read_text_file(args.data)
+    model = train(text, config, on_progress=_progress)
+    model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
+    path = save(model, args.out)
+    summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
+               **model.meta["metrics"], **{k: model.meta["training"][k] for k in ("epochs_run", "seconds")}}
+    print(json.dumps(summary))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    model = _store().load(args.model)
+    result = evaluate(model, read_text_file(args.data))
+    print(json.dumps(result.__dict__))
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    model = _store().load(args.model)
+    opts = NameOptions(count=args.count, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                       prefix=args.prefix, min_length=args.min_length, max_length=args.max_length,
+                       novel=args.novel)
+    print("\n".join(sample_names(model, opts)))
+
+
+def cmd_poem(args: argparse.Namespace) -> None:
+    model = _store().load(args.model)
+    opts = PoemOptions(prompt=args.prompt, length=args.length, lines=args.lines,
+                       temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    print(args.prompt + continue_text(model, opts))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .api.serve import serve  # the web stack is imported only when serving
+
+    serve(args.host, args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m app", description="Dinosaurus: character-level language models in NumPy.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("course", help="run the course assignment's RNN and print its report")
+    p.add_argument("--data", default="data/dinos.txt", help="name list (default: data/dinos.txt)")
+    p.add_argument("--iterations", type=int, default=35000, help="SGD steps (default: 35000)")
+    p.set_defaults(func=cmd_course)
+
+    p = sub.add_parser("train", help="train a model with the fast trainer")
+    p.add_argument("--data", required=True, help="UTF-8 text: one name per line, or a text stream")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--kind", choices=["names", "text"], default="names")
+    p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
+    p.add_argument("--hidden", type=int, help="hidden units per layer (default 256)")
+    p.add_argument("--layers", type=int, help="stacked recurrent layers (default 2)")
+    p.add_argument("--dropout", type=float, help="dropout between layers (default 0.3)")
+    p.add_argument("--epochs", type=int, help="passes over the data (default 40)")
+    p.add_argument("--batch-size", type=int, help="names (or text windows) per step")
+    p.add_argument("--lr", type=float, help="peak Adam learning rate (cosine decay)")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices")
+    p.add_argument("--window", type=int, help="text: characters per truncated-BPTT window")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held out for validation")
+    p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="negative log-likelihood per character on a data file")
+    p.add_argument("--model", required=True, help="model name in the store, or a model directory")
+    p.add_argument("--data", required=True)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="generate names")
+    p.add_argument("--model", default="dinos")
+    p.add_argument("--count", type=int, default=7)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--prefix", default="", help="every name starts with this")
+    p.add_argument("--min-length", type=int, default=1)
+    p.add_argument("--max-length", type=int, default=40)
+    p.add_argument("--novel", action="store_true", help="only names absent from the training list")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("poem", help="continue a prompt in the voice of the sonnets")
+    p.add_argument("--model", default="shakespeare")
+    p.add_argument("--prompt", default="")
+    p.add_argument("--length", type=int, default=400, help="characters to add (1-2000)")
+    p.add_argument("--lines", type=int, help="stop after this many complete lines instead")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_poem)
+
+    p = sub.add_parser("serve", help="run the HTTP service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
+    try:
+        args.func(args)
+    except CharLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
