@@ -185,7 +185,7 @@ def model(
         curr_loss, _, a_prev = optimize(X, Y, a_prev, parameters, learning_rate=0.01)
         loss = smooth(loss, curr_loss)
         if j % 2000 == 0:
-            print("Iteration: %d, Loss: %f" % (j, loss) + "\n")
+            print("Iteration: %d, Loss: %f" % (j, loss) + "\n")  # noqa: UP031 (the notebook's format)
             for seed in range(dino_names):
                 print(_sample_text(sample(parameters, char_to_ix, seed), ix_to_char), end="")
             print("\n")

@@ -87,7 +87,7 @@ def _generate(net: CharModel, params: Params, prefix_ids: np.ndarray, batch: int
             logits = logits.copy()
             logits[:, 0] = -np.inf  # the end token may not come before min_length
         ids = draw(logits, opts.temperature, opts.top_k, rng)
-        for row, i in zip(alive, ids):
+        for row, i in zip(alive, ids, strict=False):
             if i:
                 out[row].append(int(i))
         keep = ids != 0

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import TrainedModel
+from .data import check_names, encode_names, names_batch, normalise_text, parse_names, sha256_text
 from .errors import InvalidInput, TrainingCancelled
 from .evaluate import names_nll, text_nll
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig, ModelState, cross_entropy
 from .optim import Adam, clip_global_norm, cosine_lr
-from .data import check_names, encode_names, names_batch, normalise_text, parse_names, sha256_text
 from .vocab import Vocab, describe_chars
 
 
@@ -42,6 +42,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     time_budget: float | None = None
     clip: float = 1.0
+    ema: float | None = None
 
     def resolved(self) -> TrainConfig:
         """This config with every unset option filled from the kind's defaults, validated."""
@@ -59,6 +60,7 @@ class TrainConfig:
         _check_range("lr", cfg.lr, 1e-6, 1.0)
         _check_range("weight-decay", cfg.weight_decay, 0.0, 1.0)
         _check_range("window", cfg.window, 2, 4096)
+        _check_range("ema", cfg.ema, 0.0, 0.9999)
         _check_range("val-fraction", cfg.val_fraction, 0.0, 0.5)
         _check_range("seed", cfg.seed, 0, 2**32 - 1)
         if cfg.time_budget is not None:
@@ -68,9 +70,9 @@ class TrainConfig:
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "names": dict(hidden=256, layers=2, dropout=0.3, epochs=40, batch_size=32, lr=3e-3,
-                  weight_decay=0.0, window=64),
+                  weight_decay=0.0, window=64, ema=0.0),
     "text": dict(hidden=256, layers=2, dropout=0.3, epochs=40, batch_size=32, lr=3e-3,
-                 weight_decay=0.0, window=128),
+                 weight_decay=0.0, window=128, ema=0.0),
 }
 
 
@@ -108,6 +110,7 @@ class _Run:
     rng: np.random.Generator
     started: float
     should_stop: StopCheck | None
+    ema_params: Params | None = None  # exponential moving average of the weights, if enabled
     best_params: Params | None = None
     best_val: float | None = None
     chars_seen: int = 0
@@ -132,14 +135,24 @@ class _Run:
         grads = self.net.backward(self.params, cache, dlogits)
         clip_global_norm(grads, self.cfg.clip)
         self.opt.step(self.params, grads, cosine_lr(float(self.cfg.lr or 0), self.progress(epoch_pos)))
+        if self.ema_params is not None:
+            decay = min(float(self.cfg.ema or 0), (1 + self.opt.t) / (10 + self.opt.t))
+            for k, v in self.ema_params.items():
+                v *= decay
+                v += (1 - decay) * self.params[k]
         self.chars_seen += int(mask.sum()) if mask is not None else targets.size
         return loss, new_state
+
+    @property
+    def eval_params(self) -> Params:
+        """The weights to validate and keep: the moving average when enabled."""
+        return self.ema_params if self.ema_params is not None else self.params
 
     def consider(self, val: float | None) -> None:
         """Keep a copy of the weights when validation improves (or when there is none)."""
         if val is None or self.best_val is None or val < self.best_val:
             self.best_val = val
-            self.best_params = {k: v.copy() for k, v in self.params.items()}
+            self.best_params = {k: v.copy() for k, v in self.eval_params.items()}
 
 
 def _names_epoch(run: _Run, train: list[np.ndarray], epoch: int) -> Iterator[float]:
@@ -180,6 +193,8 @@ def train(
 ) -> TrainedModel:
     """Train a model from scratch on `raw_text` (a name list or a text stream)."""
     cfg = config.resolved()
+    if not raw_text.strip():
+        raise InvalidInput("training data is empty")
     rng = np.random.default_rng(cfg.seed)
     names: list[str] = []
     if cfg.kind == "names":
@@ -208,14 +223,16 @@ def train(
     params = net.init_params(rng)
     run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng,
                time.perf_counter(), should_stop)
+    if cfg.ema:
+        run.ema_params = {k: v.copy() for k, v in params.items()}
 
     def validate() -> float | None:
         if val_data is None:
             return None
         if cfg.kind == "names":
-            total, count = names_nll(net, params, val_data)
+            total, count = names_nll(net, run.eval_params, val_data)
         else:
-            total, count = text_nll(net, params, val_data)
+            total, count = text_nll(net, run.eval_params, val_data)
         return total / count
 
     history: list[dict[str, Any]] = []
@@ -234,7 +251,7 @@ def train(
         if run.out_of_time():
             break
 
-    best = run.best_params if run.best_params is not None else params
+    best = run.best_params if run.best_params is not None else run.eval_params
     elapsed = time.perf_counter() - run.started
     options = {k: v for k, v in asdict(cfg).items()}
     meta = {

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny trained models (seconds to train) and the repo's data files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.charlm.checkpoint import TrainedModel
+from app.charlm.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parents[1]
+DINOS = ROOT / "data" / "dinos.txt"
+SONNETS = ROOT / "data" / "shakespeare.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_names_model() -> TrainedModel:
+    """A small LSTM trained for a few seconds on the dinosaur names."""
+    config = TrainConfig(kind="names", arch="lstm", hidden=32, layers=1, epochs=3, batch_size=64, seed=3)
+    return train(DINOS.read_text(), config)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model() -> TrainedModel:
+    """A small two-layer LSTM trained for a few seconds on the first sonnets."""
+    text = SONNETS.read_text()[:12000]
+    config = TrainConfig(kind="text", hidden=32, layers=2, epochs=2, batch_size=16, window=32, seed=3)
+    return train(text, config)

@@ -1,0 +1,87 @@
+"""The command line, run as users run it: real processes, exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import DINOS, ROOT
+
+
+def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert fragment in proc.stderr
+
+
+def test_course_command_prints_notebook_report() -> None:
+    proc = run("course", "--iterations", "1")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("Iteration: 0, Loss: 23.087336\n\nNkzxwtdmfqoeyhsqwasjkjvu\nKneb\n")
+
+
+def test_train_sample_eval_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "pets"
+    proc = run("train", "--data", str(DINOS), "--out", str(out), "--hidden", "32", "--layers", "1",
+               "--epochs", "2", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["out"] == str(out) and summary["epochs_run"] == 2
+    assert "epoch 2/2" in proc.stderr
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["command"].startswith("python -m app train --data")
+
+    names = run("sample", "--model", str(out), "--count", "5", "--seed", "3", "--novel")
+    assert names.returncode == 0, names.stderr
+    assert len(names.stdout.split()) == 5
+    assert names.stdout == run("sample", "--model", str(out), "--count", "5", "--seed", "3", "--novel").stdout
+
+    result = run("eval", "--model", str(out), "--data", str(DINOS))
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"nll_per_char", "bits_per_char", "chars", "items"} and scores["items"] == 1536
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    odd = tmp_path / "odd.txt"
+    odd.write_text("Rex\nT-Rex 2\n")
+    out = tmp_path / "never"
+    assert_clean_error(run("train", "--data", str(tmp_path / "missing.txt"), "--out", str(out)), "not found")
+    assert_clean_error(run("train", "--data", str(binary), "--out", str(out)), "binary")
+    assert_clean_error(run("train", "--data", str(empty), "--out", str(out)), "empty")
+    assert_clean_error(run("train", "--data", str(DINOS), "--out", str(out), "--epochs", "0"), "--epochs")
+    assert_clean_error(run("train", "--data", str(DINOS), "--out", str(out), "--arch", "gru"), "invalid choice")
+    assert not out.exists()
+    assert_clean_error(run("sample", "--model", "no-such-model"), "no model named")
+    assert_clean_error(run("sample", "--count", "0"), "count")
+    assert_clean_error(run("sample", "--temperature", "-1"), "temperature")
+    assert_clean_error(run("eval", "--model", "dinos", "--data", str(odd)), "'2'")
+    assert_clean_error(run("course", "--data", str(odd)), "a-z")
+
+
+def test_every_command_has_help() -> None:
+    for cmd in ("course", "train", "eval", "sample", "poem", "serve"):
+        proc = run(cmd, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("module", ["app.charlm.train", "app.charlm.sample", "app.charlm.store", "app.cli"])
+def test_core_imports_no_web_stack(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in ('fastapi', 'pydantic', 'uvicorn') if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,106 @@
+"""Analytical gradients of every layer and model equal finite differences (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.charlm.layers import ARCHS
+from app.charlm.model import CharModel, ModelConfig, cross_entropy
+
+
+def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    grad = np.zeros_like(array)
+    for ix in np.ndindex(array.shape):
+        old = array[ix]
+        array[ix] = old + eps
+        up = f()
+        array[ix] = old - eps
+        down = f()
+        array[ix] = old
+        grad[ix] = (up - down) / (2 * eps)
+    return grad
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(a).max() + np.abs(b).max(), 1e-12))
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("int_input", [True, False])
+def test_layer_gradients_including_input_and_initial_state(arch: str, int_input: bool) -> None:
+    layer = ARCHS[arch]
+    rng = np.random.default_rng(1)
+    T, B, D, H = 4, 3, 5, 6
+    p = layer.init(D, H, rng, np.float64)
+    for v in p.values():
+        v += rng.normal(0, 0.3, v.shape)
+    x = rng.integers(0, D, (T, B)) if int_input else rng.normal(size=(T, B, D))
+    state = tuple(rng.normal(0, 0.5, (B, H)) for _ in range(layer.state_size))
+    w = rng.normal(size=(T, B, H))  # loss = sum(w * h): every output, through all steps
+
+    def loss() -> float:
+        return float((w * layer.forward(p, x, state)[0]).sum())
+
+    _, _, cache = layer.forward(p, x, state)
+    dh = w
+    dx, grads, dstate0 = layer.backward(p, cache, dh)
+    for key in p:
+        assert rel_error(numeric_grad(loss, p[key]), grads[key]) < 1e-6, key
+    for s, ds in zip(state, dstate0, strict=False):
+        assert rel_error(numeric_grad(loss, s), ds) < 1e-6
+    if not int_input:
+        assert dx is not None
+        assert rel_error(numeric_grad(loss, x), dx) < 1e-6
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_stacked_model_gradients_with_carried_state_and_dropout(arch: str) -> None:
+    net = CharModel(ModelConfig(arch, vocab_size=7, hidden=5, layers=2, dropout=0.3))
+    rng = np.random.default_rng(0)
+    params = net.init_params(rng, np.float64)
+    for v in params.values():
+        v += rng.normal(0, 0.3, v.shape)
+    ids, targets = rng.integers(0, 7, (5, 3)), rng.integers(0, 7, (5, 3))
+    mask = rng.random((5, 3)) > 0.2
+    carried = [tuple(rng.normal(0, 0.5, (3, 5)) for _ in range(net.layer.state_size)) for _ in range(2)]
+
+    def loss() -> float:  # the same dropout masks every call: the seed is fixed
+        logits, _, _ = net.forward(params, ids, carried, np.random.default_rng(5))
+        return cross_entropy(logits, targets, mask)[0]
+
+    logits, _, cache = net.forward(params, ids, carried, np.random.default_rng(5))
+    _, dlogits = cross_entropy(logits, targets, mask)
+    grads = net.backward(params, cache, dlogits)
+    assert set(grads) == set(params)
+    for key in params:
+        assert rel_error(numeric_grad(loss, params[key]), grads[key]) < 1e-6, key
+
+
+def test_step_matches_forward() -> None:
+    for arch in ARCHS:
+        net = CharModel(ModelConfig(arch, vocab_size=9, hidden=8, layers=2))
+        params = net.init_params(np.random.default_rng(2), np.float64)
+        ids = np.random.default_rng(3).integers(0, 9, (6, 2))
+        logits, _, _ = net.forward(params, ids, net.zero_state(2, np.float64))
+        state = net.zero_state(2, np.float64)
+        for t in range(6):
+            step_logits, state = net.step(params, ids[t], state)
+            np.testing.assert_allclose(step_logits, logits[t], rtol=1e-10, atol=1e-12)
+
+
+def test_overfits_one_batch() -> None:
+    from app.charlm.optim import Adam
+
+    net = CharModel(ModelConfig("lstm", vocab_size=6, hidden=32, layers=1))
+    params = net.init_params(np.random.default_rng(0))
+    ids = np.random.default_rng(1).integers(1, 6, (8, 4))
+    targets = np.roll(ids, -1, axis=0)
+    opt = Adam(params)
+    first = None
+    for _ in range(300):
+        logits, _, cache = net.forward(params, ids, net.zero_state(4))
+        loss, dlogits = cross_entropy(logits, targets)
+        first = loss if first is None else first
+        opt.step(params, net.backward(params, cache, dlogits), 0.01)
+    assert first > 1.5 and loss < 0.05
