@@ -56,7 +56,7 @@ def test_layer_gradients_including_input_and_initial_state(arch: str, int_input:
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_stacked_model_gradients_with_carried_state_and_dropout(arch: str) -> None:
-    net = CharModel(ModelConfig(arch, vocab_size=7, hidden=5, layers=2, dropout=0.3))
+    net = CharModel(ModelConfig(arch, vocab_size=7, hidden=5, layers=2, dropout=0.3, weight_drop=0.4))
     rng = np.random.default_rng(0)
     params = net.init_params(rng, np.float64)
     for v in params.values():

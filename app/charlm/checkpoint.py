@@ -57,6 +57,7 @@ def _metadata(model: TrainedModel) -> dict[str, Any]:
         "hidden": cfg.hidden,
         "layers": cfg.layers,
         "dropout": cfg.dropout,
+        "weight_drop": cfg.weight_drop,
         "vocab": list(model.vocab.chars),
         **model.meta,
     }
@@ -112,7 +113,7 @@ def load(directory: str | Path) -> TrainedModel:
     try:
         vocab = Vocab(tuple(meta["vocab"]))
         config = ModelConfig(meta["arch"], vocab.size, int(meta["hidden"]), int(meta["layers"]),
-                             float(meta.get("dropout", 0.0)))
+                             float(meta.get("dropout", 0.0)), float(meta.get("weight_drop", 0.0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidModel(f"{d.name}: bad model.json ({exc})") from None
     _require(config.hidden > 0 and config.layers > 0, d, "hidden and layers must be positive")
@@ -139,4 +140,4 @@ def load(directory: str | Path) -> TrainedModel:
 
 
 def _metadata_keys() -> tuple[str, ...]:
-    return ("format_version", "kind", "arch", "hidden", "layers", "dropout", "vocab")
+    return ("format_version", "kind", "arch", "hidden", "layers", "dropout", "weight_drop", "vocab")

@@ -18,13 +18,17 @@ ModelState = list[State]  # one recurrent state per layer
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that fixes the shapes of a model's parameters (plus its dropout rate)."""
+    """Everything that fixes the shapes of a model's parameters, plus its training-time dropout:
+    `dropout` on each layer's output (one mask per sequence, shared across time steps) and
+    `weight_drop` on the recurrent matrices (DropConnect, one mask per batch), as in AWD-LSTM.
+    """
 
     arch: str
     vocab_size: int
     hidden: int
     layers: int
     dropout: float = 0.0
+    weight_drop: float = 0.0
 
 
 class CharModel:
@@ -72,20 +76,31 @@ class CharModel:
         new_state: ModelState = []
         caches: list[Cache] = []
         masks: list[np.ndarray | None] = []
+        weight_masks: list[np.ndarray | None] = []
+        layer_params: list[Params] = []
         p_drop = self.config.dropout if rng is not None else 0.0
+        p_weight = self.config.weight_drop if rng is not None else 0.0
         for n in range(self.config.layers):
-            h, s, cache = self.layer.forward(self._layer_params(params, n), x, state[n])
+            lp = self._layer_params(params, n)
+            wmask = None
+            if p_weight > 0 and rng is not None:
+                wmask = _keep_mask(rng, lp["Wh"].shape, p_weight, lp["Wh"].dtype)
+                lp = {**lp, "Wh": lp["Wh"] * wmask}
+            h, s, cache = self.layer.forward(lp, x, state[n])
             new_state.append(s)
             caches.append(cache)
+            layer_params.append(lp)
+            weight_masks.append(wmask)
             mask = None
             if p_drop > 0 and rng is not None:
-                mask = (rng.random(h.shape) >= p_drop).astype(h.dtype) / (1 - p_drop)
+                mask = _keep_mask(rng, (1, *h.shape[1:]), p_drop, h.dtype)  # same mask at every step
                 h = h * mask
             masks.append(mask)
             x = h
         T, B, H = x.shape
         logits = (x.reshape(T * B, H) @ params["Wy"]).reshape(T, B, -1) + params["by"]
-        return logits, new_state, {"layers": caches, "masks": masks, "top": x}
+        cache = {"layers": caches, "masks": masks, "weight_masks": weight_masks, "params": layer_params, "top": x}
+        return logits, new_state, cache
 
     def backward(self, params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
         """Gradients of the loss for every parameter, given dL/dlogits (T, B, V)."""
@@ -99,7 +114,10 @@ class CharModel:
             mask = cache["masks"][n]
             if mask is not None:
                 dh = dh * mask
-            dx, layer_grads, _ = self.layer.backward(self._layer_params(params, n), cache["layers"][n], dh)
+            dx, layer_grads, _ = self.layer.backward(cache["params"][n], cache["layers"][n], dh)
+            wmask = cache["weight_masks"][n]
+            if wmask is not None:
+                layer_grads["Wh"] *= wmask
             for key, value in layer_grads.items():
                 grads[f"l{n}.{key}"] = value
             if dx is not None:
@@ -115,6 +133,11 @@ class CharModel:
             new_state.append(s)
             x = s[0]
         return x @ params["Wy"] + params["by"], new_state
+
+
+def _keep_mask(rng: np.random.Generator, shape: tuple[int, ...], p_drop: float, dtype: Any) -> np.ndarray:
+    """Inverted-dropout mask: 0 with probability p_drop, else 1/(1 - p_drop)."""
+    return (rng.random(shape) >= p_drop).astype(dtype) * np.asarray(1 / (1 - p_drop), dtype=dtype)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

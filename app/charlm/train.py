@@ -33,6 +33,7 @@ class TrainConfig:
     hidden: int | None = None
     layers: int | None = None
     dropout: float | None = None
+    weight_drop: float | None = None
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -55,6 +56,7 @@ class TrainConfig:
         _check_range("hidden", cfg.hidden, 1, 2048)
         _check_range("layers", cfg.layers, 1, 8)
         _check_range("dropout", cfg.dropout, 0.0, 0.9)
+        _check_range("weight-drop", cfg.weight_drop, 0.0, 0.9)
         _check_range("epochs", cfg.epochs, 1, 100_000)
         _check_range("batch-size", cfg.batch_size, 1, 4096)
         _check_range("lr", cfg.lr, 1e-6, 1.0)
@@ -69,9 +71,9 @@ class TrainConfig:
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "names": dict(hidden=256, layers=2, dropout=0.3, epochs=40, batch_size=32, lr=3e-3,
-                  weight_decay=0.0, window=64, ema=0.0),
-    "text": dict(hidden=256, layers=2, dropout=0.3, epochs=40, batch_size=32, lr=3e-3,
+    "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=2e-3,
+                  weight_decay=0.0, window=64, ema=0.999),
+    "text": dict(hidden=256, layers=2, dropout=0.3, weight_drop=0.0, epochs=40, batch_size=32, lr=3e-3,
                  weight_decay=0.0, window=128, ema=0.0),
 }
 
@@ -190,8 +192,12 @@ def train(
     config: TrainConfig,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    val_text: str | None = None,
 ) -> TrainedModel:
-    """Train a model from scratch on `raw_text` (a name list or a text stream)."""
+    """Train a model from scratch on `raw_text` (a name list or a text stream).
+
+    Validation uses a `val_fraction` split of the data, or all of `val_text` when given.
+    """
     cfg = config.resolved()
     if not raw_text.strip():
         raise InvalidInput("training data is empty")
@@ -201,8 +207,10 @@ def train(
         names = check_names(parse_names(raw_text), min_distinct=2)
         vocab = Vocab.from_texts(names)
         shuffled = [names[i] for i in rng.permutation(len(names))]
-        n_val = int(round(len(names) * cfg.val_fraction))
+        n_val = 0 if val_text is not None else int(round(len(names) * cfg.val_fraction))
         val_items, train_items = shuffled[:n_val], shuffled[n_val:]
+        if val_text is not None:
+            val_items = parse_names(val_text)
         train_data: Any = encode_names(vocab, train_items)
         val_data: Any = encode_names(vocab, val_items) if val_items else None
         epoch_fn: Callable[[_Run, Any, int], Iterator[float]] = _names_epoch
@@ -213,13 +221,16 @@ def train(
         if bad:
             raise InvalidInput(f"text contains non-printable characters: {describe_chars(bad)}")
         ids = vocab.encode(text)
-        n_val = int(len(ids) * cfg.val_fraction)
-        train_data = ids[: len(ids) - n_val]
-        val_data = ids[len(ids) - n_val - 1 :] if n_val > 1 else None  # one char of overlap as context
+        if val_text is not None:
+            train_data, val_data = ids, vocab.encode(normalise_text(val_text))
+        else:
+            n_val = int(len(ids) * cfg.val_fraction)
+            train_data = ids[: len(ids) - n_val]
+            val_data = ids[len(ids) - n_val - 1 :] if n_val > 1 else None  # one char of overlap as context
         epoch_fn = _text_epoch
 
     net = CharModel(ModelConfig(cfg.arch, vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
-                                float(cfg.dropout or 0)))
+                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
     params = net.init_params(rng)
     run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng,
                time.perf_counter(), should_stop)

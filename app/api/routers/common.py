@@ -1,0 +1,38 @@
+"""Query parameters and error mapping shared by the sampling routers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import HTTPException, Query
+
+from app.charlm.checkpoint import TrainedModel
+from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
+
+from ..deps import Services
+
+MODEL_NAME = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")]
+TEMPERATURE = Annotated[float, Query(gt=0, le=10, description="sampling temperature")]
+TOP_K = Annotated[int | None, Query(ge=1, le=1000, description="sample only from the k likeliest")]
+SEED = Annotated[int | None, Query(ge=0, le=2**32 - 1, description="same seed, same answer")]
+
+
+def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:
+    """The active version of a model, or 404 naming it."""
+    try:
+        return services.registry.get(name)
+    except ModelNotFound:
+        raise HTTPException(404, f"no model named {name!r}") from None
+    except InvalidModel:
+        raise HTTPException(500, f"model {name!r} could not be loaded") from None
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the core's InvalidInput into 422 with its message as `detail`."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise HTTPException(422, str(exc)) from None

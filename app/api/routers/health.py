@@ -1,0 +1,38 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.charlm.errors import ModelNotFound
+
+from ..deps import ServicesDep
+from ..schemas import Status
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
+async def readyz(services: ServicesDep) -> Response | Status:
+    loaded = sorted({name for name, _ in services.registry.loaded()})
+    if not services.ready:
+        return JSONResponse({"status": "loading", "models": loaded}, status_code=503)
+    return Status(status="ready", models=loaded)
+
+
+@router.get("/metrics")
+def metrics(services: ServicesDep) -> Response:
+    active = {}
+    for name in services.store.names():
+        try:
+            active[name] = services.store.active_version(name)
+        except ModelNotFound:
+            continue
+    return Response(services.metrics.render(services.jobs, active), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,48 @@
+"""GET /models and /models/{name}: what can be sampled, with versions and metrics."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, HTTPException, Path
+
+from app.charlm.errors import ModelNotFound
+from app.charlm.store import ModelStore
+
+from ..deps import ServicesDep
+from ..schemas import ModelOut, VersionOut
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def describe(store: ModelStore, name: str) -> ModelOut | None:
+    """A model's listing from its model.json files, or None if it has no usable version."""
+    try:
+        active = store.active_version(name)
+    except ModelNotFound:
+        return None
+    versions, kind, arch = [], "", ""
+    for version in store.versions(name):
+        try:
+            meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
+        except (OSError, ValueError, ModelNotFound):
+            continue
+        if version == active:
+            kind, arch = meta.get("kind", ""), meta.get("arch", "")
+        versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
+                                   layers=meta.get("layers"), metrics=meta.get("metrics", {})))
+    return ModelOut(name=name, kind=kind, arch=arch, builtin=store.is_builtin(name), active_version=active,
+                    versions=versions)
+
+
+@router.get("", response_model=list[ModelOut])
+def list_models(services: ServicesDep) -> list[ModelOut]:
+    return [m for name in services.store.names() if (m := describe(services.store, name)) is not None]
+
+
+@router.get("/{name}", response_model=ModelOut)
+def get_model(services: ServicesDep, name: str = Path(pattern=r"^[a-z0-9_-]{1,40}$")) -> ModelOut:
+    model = describe(services.store, name)
+    if model is None:
+        raise HTTPException(404, f"no model named {name!r}")
+    return model

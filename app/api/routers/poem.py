@@ -1,0 +1,33 @@
+"""GET /poem: continue a prompt with a text model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.charlm.sample import MAX_POEM_CHARS, MAX_PROMPT_CHARS, PoemOptions, continue_text
+
+from ..deps import ServicesDep
+from ..schemas import PoemOut
+from .common import MODEL_NAME, SEED, TEMPERATURE, TOP_K, load_model, user_errors
+
+router = APIRouter(tags=["poem"])
+
+
+@router.get("/poem", response_model=PoemOut)
+def get_poem(
+    services: ServicesDep,
+    prompt: Annotated[str, Query(max_length=MAX_PROMPT_CHARS, description="first words of the poem")] = "",
+    length: Annotated[int, Query(ge=1, le=MAX_POEM_CHARS, description="characters to add")] = 400,
+    lines: Annotated[int | None, Query(ge=1, le=200, description="stop after this many lines")] = None,
+    temperature: TEMPERATURE = 0.8,
+    top_k: TOP_K = None,
+    seed: SEED = None,
+    model: MODEL_NAME = "shakespeare",
+) -> PoemOut:
+    loaded, version = load_model(services, model)
+    opts = PoemOptions(prompt=prompt, length=length, lines=lines, temperature=temperature, top_k=top_k, seed=seed)
+    with user_errors():
+        poem = prompt + continue_text(loaded, opts)
+    return PoemOut(model=model, version=version, prompt=prompt, poem=poem)

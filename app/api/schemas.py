@@ -1,0 +1,65 @@
+"""Response bodies of the HTTP API (the OpenAPI schema is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class NamesOut(BaseModel):
+    model: str
+    version: str
+    names: list[str]
+
+
+class PoemOut(BaseModel):
+    model: str
+    version: str
+    prompt: str
+    poem: str
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status: Literal["queued"]
+
+
+class JobOut(BaseModel):
+    id: str
+    model: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    epochs_done: int
+    epochs_total: int | None
+    history: list[dict[str, Any]]
+    eta_seconds: float | None
+    error: str | None
+    version: str | None
+    options: dict[str, Any]
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class VersionOut(BaseModel):
+    version: str
+    active: bool
+    hidden: int | None = None
+    layers: int | None = None
+    metrics: dict[str, Any] = {}
+
+
+class ModelOut(BaseModel):
+    name: str
+    kind: str
+    arch: str
+    builtin: bool
+    active_version: str
+    versions: list[VersionOut]
+
+
+class Status(BaseModel):
+    status: str
+    models: list[str] = []

@@ -1,0 +1,14 @@
+"""`python -m app serve`: the API and its training worker under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .main import create_app
+
+
+def serve(host: str, port: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=15)

@@ -1,0 +1,32 @@
+"""Service configuration from DINO_* environment variables (contract §4)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.charlm.store import BUILTIN_DIR, ModelStore
+
+
+class Settings(BaseSettings):
+    """One settings object for the whole service; every field has a working default."""
+
+    model_config = SettingsConfigDict(env_prefix="DINO_", extra="ignore")
+
+    store_dir: Path = Field(default=BUILTIN_DIR, description="where user models, jobs and logs go")
+    builtin_dir: Path = Field(default=BUILTIN_DIR, description="the shipped models (read-only)")
+    admin_token: str | None = Field(default=None, description="bearer token for write endpoints")
+    max_upload_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    max_queued_jobs: int = Field(default=4, ge=1)
+    start_worker: bool = Field(default=True, description="run the training worker process")
+
+    @cached_property
+    def store(self) -> ModelStore:
+        return ModelStore(self.store_dir, self.builtin_dir)
+
+    @property
+    def jobs_db(self) -> Path:
+        return self.store_dir / "jobs.sqlite3"

@@ -1,0 +1,115 @@
+"""The training worker: a separate, low-priority process that runs queued jobs one at a time.
+
+It is started by the service (`python -m app.api.worker`), runs with one BLAS thread and a
+raised nice value so the API stays responsive, and exits when its parent goes away. On SIGTERM
+(service shutdown) a running job is stopped and put back in the queue to restart next time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.charlm.errors import CharLMError, TrainingCancelled
+from app.charlm.store import ModelStore
+from app.charlm.train import Progress, TrainConfig, train
+
+from .jobs import JobStore
+
+log = logging.getLogger("dinosaurus.worker")
+WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+class Worker:
+    def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int, poll_seconds: float = 0.2) -> None:
+        self.store, self.jobs = store, jobs
+        self.parent_pid = parent_pid
+        self.poll_seconds = poll_seconds
+        self.stopping = False
+
+    def parent_alive(self) -> bool:
+        return os.getppid() == self.parent_pid
+
+    def run_forever(self) -> None:
+        while not self.stopping and self.parent_alive():
+            claimed = self.jobs.claim_next(os.getpid())
+            if claimed is None:
+                time.sleep(self.poll_seconds)
+                continue
+            self.run_job(*claimed)
+
+    def run_job(self, job: dict[str, Any], data: str) -> None:
+        job_id = job["id"]
+        history: list[dict[str, Any]] = []
+        last_check = [0.0, False]
+
+        def should_stop() -> bool:
+            now = time.monotonic()
+            if now - last_check[0] > 0.25:  # the database is asked at most 4 times a second
+                last_check[0] = now
+                last_check[1] = self.jobs.cancel_requested(job_id)
+            return bool(last_check[1]) or self.stopping or not self.parent_alive()
+
+        def on_progress(p: Progress) -> None:
+            history.append({"epoch": p.epoch, "train_loss": round(p.train_loss, 4),
+                            "val_loss": None if p.val_loss is None else round(p.val_loss, 4)})
+            eta = p.seconds * (1 - p.fraction) / p.fraction if p.fraction > 0 else None
+            self.jobs.report(job_id, p.fraction, p.epoch, history, eta)
+
+        log.info("job %s: training model %r", job_id, job["model"])
+        try:
+            config = TrainConfig(kind="names", **job["options"])
+            model = train(data, config, on_progress=on_progress, should_stop=should_stop)
+            model.meta["command"] = f"POST /train (job {job_id})"
+            version = self.store.add_version(job["model"], model)
+        except TrainingCancelled:
+            if not self.parent_alive():
+                log.warning("job %s: service died; leaving the job for the next start", job_id)
+            elif self.stopping:
+                self.jobs.requeue(job_id)
+                log.info("job %s: service shutting down; job re-queued", job_id)
+            else:
+                self.jobs.finish(job_id, "cancelled", error="cancelled by request")
+                log.info("job %s: cancelled", job_id)
+            return
+        except CharLMError as exc:
+            self.jobs.finish(job_id, "failed", error=str(exc))
+            return
+        except Exception:
+            log.exception("job %s: unexpected error", job_id)
+            self.jobs.finish(job_id, "failed", error="internal error while training")
+            return
+        self.jobs.finish(job_id, "succeeded", version=version)
+        log.info("job %s: model %r version %s is active", job_id, job["model"], version)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Dinosaurus training worker (started by the service)")
+    parser.add_argument("--store", required=True, type=Path)
+    parser.add_argument("--builtin", required=True, type=Path)
+    parser.add_argument("--parent", required=True, type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    worker = Worker(ModelStore(args.store, args.builtin), JobStore(args.store / "jobs.sqlite3"), args.parent)
+
+    def on_term(signum: int, frame: object) -> None:
+        worker.stopping = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the service stops us
+    worker.run_forever()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

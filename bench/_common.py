@@ -1,0 +1,46 @@
+"""Helpers shared by the bench scripts: data splits and timing. Not part of the product."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from app.charlm.data import parse_names
+
+ROOT = Path(__file__).resolve().parents[1]
+DINOS = ROOT / "data" / "dinos.txt"
+SONNETS = ROOT / "data" / "shakespeare.txt"
+
+
+def names_split(seed: int = 123, fraction: float = 0.1) -> tuple[list[str], list[str]]:
+    """A random (train, held-out) split of the distinct dinosaur names."""
+    names = list(dict.fromkeys(parse_names(DINOS.read_text())))
+    order = np.random.default_rng(seed).permutation(len(names))
+    n_test = int(round(len(names) * fraction))
+    return [names[i] for i in order[n_test:]], [names[i] for i in order[:n_test]]
+
+
+def sonnets_split(n_train: int = 140) -> tuple[str, str]:
+    """The first `n_train` sonnets and the rest, split on blank lines."""
+    sonnets = [s for s in SONNETS.read_text().split("\n\n") if s.strip()]
+    return "\n\n".join(sonnets[:n_train]) + "\n\n", "\n\n".join(sonnets[n_train:]) + "\n"
+
+
+@contextmanager
+def timer() -> Iterator[Callable[[], float]]:
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,105 @@
+"""Training speed: the course loop vs our batched trainer (vs PyTorch, when installed).
+
+Prints, from one run on the same 90/10 split of the distinct names:
+1. the course recipe's time for 35,000 SGD steps and its held-out loss;
+2. our time (default settings) until our held-out loss is at least as good;
+3. seconds per epoch of the same architecture, batch and data in PyTorch and in ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+from _common import names_split, timer, torch_available
+
+from app.charlm import course
+from app.charlm.data import encode_names, names_batch
+from app.charlm.errors import TrainingCancelled
+from app.charlm.train import DEFAULTS, Progress, TrainConfig, train
+from app.charlm.vocab import Vocab
+
+
+def course_recipe(train_names: list[str], test_names: list[str]) -> tuple[float, float]:
+    """Seconds for the notebook's 35,000 steps and the held-out NLL per char it reaches."""
+    char_to_ix, ix_to_char = course.dino_vocab()
+    with timer() as elapsed, contextlib.redirect_stdout(io.StringIO()):
+        params = course.model("\n".join(train_names), ix_to_char, char_to_ix, num_iterations=35000)
+    total, chars = 0.0, 0
+    for name in test_names:
+        ids = [char_to_ix[c] for c in name]
+        loss, _ = course.rnn_forward([None, *ids], [*ids, 0], np.zeros((50, 1)), params)
+        total, chars = total + loss, chars + len(ids) + 1
+    return elapsed(), total / chars
+
+
+def ours_time_to(target: float, train_names: list[str], test_names: list[str]) -> tuple[float, float]:
+    """Seconds of default training until the held-out loss is <= target (checked every epoch)."""
+    reached: list[Progress] = []
+
+    def on_progress(p: Progress) -> None:
+        if p.val_loss is not None and p.val_loss <= target and not reached:
+            reached.append(p)
+
+    with contextlib.suppress(TrainingCancelled):
+        train("\n".join(train_names), TrainConfig(epochs=200), on_progress=on_progress,
+              should_stop=lambda: bool(reached), val_text="\n".join(test_names))
+    return (reached[0].seconds, float(reached[0].val_loss or 0)) if reached else (float("nan"), float("nan"))
+
+
+def ours_epoch_seconds(train_names: list[str], epochs: int = 3) -> float:
+    model = train("\n".join(train_names), TrainConfig(epochs=epochs, val_fraction=0.0))
+    return float(model.meta["training"]["seconds"]) / epochs
+
+
+def torch_epoch_seconds(train_names: list[str], epochs: int = 3) -> float:
+    """The same network (one-hot input, 2x256 LSTM, dropout, linear head), batch and optimiser."""
+    import torch
+
+    d = DEFAULTS["names"]
+    vocab = Vocab.from_texts(train_names)
+    encoded = encode_names(vocab, train_names)
+    V, H = vocab.size, d["hidden"]
+    lstm = torch.nn.LSTM(V, H, num_layers=d["layers"], dropout=d["dropout"])
+    head = torch.nn.Linear(H, V)
+    params = [*lstm.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=d["lr"])
+    eye = torch.eye(V)
+    rng = np.random.default_rng(0)
+    with timer() as elapsed:
+        for _ in range(epochs):
+            order = rng.permutation(len(encoded))
+            for i in range(0, len(order), d["batch_size"]):
+                inputs, targets, mask = names_batch([encoded[j] for j in order[i : i + d["batch_size"]]])
+                out, _ = lstm(eye[torch.from_numpy(inputs)])
+                logits = head(torch.nn.functional.dropout(out, d["dropout"]))
+                m = torch.from_numpy(mask).float()
+                nll = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(targets).reshape(-1),
+                                                        reduction="none")
+                loss = (nll * m.reshape(-1)).sum() / m.sum()
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+    return elapsed() / epochs
+
+
+def main() -> None:
+    train_names, test_names = names_split()
+    print(f"split: {len(train_names)} training names, {len(test_names)} held out")
+    course_s, course_loss = course_recipe(train_names, test_names)
+    print(f"course recipe: 35,000 steps in {course_s:.1f}s, held-out {course_loss:.3f} nats/char")
+    ours_s, ours_loss = ours_time_to(course_loss, train_names, test_names)
+    print(f"ours (defaults): held-out {ours_loss:.3f} after {ours_s:.1f}s  ->  {course_s / ours_s:.1f}x faster")
+    ours_epoch = ours_epoch_seconds(train_names)
+    print(f"ours: {ours_epoch:.2f} s/epoch (2x256 LSTM, batch 32)")
+    if torch_available():
+        torch_epoch = torch_epoch_seconds(train_names)
+        print(f"pytorch: {torch_epoch:.2f} s/epoch  ->  ours is {torch_epoch / ours_epoch:.2f}x PyTorch's speed")
+    else:
+        print("pytorch: not installed (pip install -e '.[bench]' to compare)")
+
+
+if __name__ == "__main__":
+    main()

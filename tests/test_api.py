@@ -1,0 +1,202 @@
+"""HTTP round trips through TestClient: every endpoint and the contract's error cases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.api.settings import Settings
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAMES_FILE = "\n".join(["Aurora", "Borealis", "Cassia", "Delphine", "Elowen", "Fenna", "Gwendolyn", "Hestia",
+                        "Isolde", "Juniper", "Kestrel", "Liora"]) + "\n"
+
+
+def make_client(tmp_path: Path, **overrides: object) -> TestClient:
+    settings = Settings(store_dir=tmp_path / "store", admin_token=TOKEN, start_worker=False, **overrides)
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with make_client(tmp_path) as c:
+        yield c
+
+
+def upload(client: TestClient, content: bytes | str = NAMES_FILE, name: str = "heroines",
+           headers: dict[str, str] | None = None, **fields: str) -> object:
+    data = content.encode() if isinstance(content, str) else content
+    return client.post("/train", files={"file": ("names.txt", data, "text/plain")},
+                       data={"name": name, **fields}, headers=AUTH if headers is None else headers)
+
+
+def test_names_round_trip(client: TestClient) -> None:
+    r = client.get("/names", params={"count": 7, "seed": 1})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == "dinos" and body["version"] == "builtin"
+    assert len(body["names"]) == 7 and len(set(body["names"])) == 7
+    assert client.get("/names", params={"count": 7, "seed": 1}).json() == body
+    r = client.get("/names", params={"count": 20, "prefix": "tri", "min_length": 6, "max_length": 12,
+                                     "top_k": 5, "temperature": 0.7, "novel": "true", "seed": 2})
+    names = r.json()["names"]
+    assert r.status_code == 200 and all(n.startswith("Tri") and 6 <= len(n) <= 12 for n in names)
+
+
+@pytest.mark.parametrize(
+    "params, status, fragment",
+    [
+        ({"count": 0}, 422, "count"),
+        ({"count": 1001}, 422, "count"),
+        ({"count": "many"}, 422, "count"),
+        ({"temperature": 0}, 422, "temperature"),
+        ({"top_k": 0}, 422, "top_k"),
+        ({"min_length": 10, "max_length": 5}, 422, "min-length"),
+        ({"prefix": "x7"}, 422, "'7'"),
+        ({"model": "nope"}, 404, "nope"),
+        ({"model": "../etc"}, 422, "model"),
+        ({"model": "shakespeare"}, 422, "names model"),
+    ],
+)
+def test_names_errors(client: TestClient, params: dict[str, object], status: int, fragment: str) -> None:
+    r = client.get("/names", params=params)
+    assert r.status_code == status
+    assert fragment in r.json()["detail"]
+
+
+def test_poem_round_trip_and_errors(client: TestClient) -> None:
+    prompt = "Forsooth this maketh no sense "
+    r = client.get("/poem", params={"prompt": prompt, "length": 120, "seed": 1})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == "shakespeare" and body["prompt"] == prompt
+    assert body["poem"].startswith(prompt) and len(body["poem"]) == len(prompt) + 120
+    assert client.get("/poem", params={"prompt": "Shall I \u201ccompare\u201d", "length": 5}).status_code == 200
+    for params, fragment in [({"prompt": "x" * 201}, "prompt"), ({"length": 0}, "length"),
+                             ({"length": 2001}, "length"), ({"prompt": "a § b"}, "'§'"),
+                             ({"temperature": -1}, "temperature"), ({"model": "dinos"}, "text model")]:
+        r = client.get("/poem", params=params)
+        assert r.status_code == 422 and fragment in r.json()["detail"], params
+    assert client.get("/poem", params={"model": "nope"}).status_code == 404
+
+
+def test_train_queues_job_and_jobs_endpoints(client: TestClient) -> None:
+    r = upload(client, epochs="2", hidden="16", seed="3")
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    assert r.json()["status"] == "queued" and r.headers["location"] == f"/jobs/{job_id}"
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "queued" and job["model"] == "heroines" and job["progress"] == 0
+    assert job["options"] == {"arch": "lstm", "hidden": 16, "epochs": 2, "seed": 3}
+    assert [j["id"] for j in client.get("/jobs").json()] == [job_id]
+    cancelled = client.post(f"/jobs/{job_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/jobs/{job_id}/cancel", headers=AUTH)
+    assert again.status_code == 409 and "already finished" in again.json()["detail"]
+    assert client.get("/jobs/0123abcd").status_code == 404
+    assert client.post("/jobs/0123abcd/cancel", headers=AUTH).status_code == 404
+
+
+def test_write_endpoints_need_the_token(client: TestClient) -> None:
+    assert upload(client, headers={}).status_code == 401
+    r = upload(client, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 403 and "token" in r.json()["detail"]
+    job_id = upload(client).json()["job_id"]
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 401
+
+
+def test_without_token_only_loopback_may_write(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(store_dir=tmp_path, start_worker=False))) as c:  # host "testclient"
+        r = upload(c, headers={})
+        assert r.status_code == 403 and "loopback" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "content, name, status, fragment",
+    [
+        (b"", "ok", 422, "empty"),
+        (b"\x00\x01binary\xff", "ok", 422, "binary"),
+        (b"caf\xe9\nbar\n", "ok", 422, "UTF-8"),
+        ("anna\nbob\n", "ok", 422, "at least 10 distinct"),
+        (NAMES_FILE + "x" * 200 + "\n", "ok", 422, "longer than"),
+        (NAMES_FILE, "../../etc", 422, "name"),
+        (NAMES_FILE, "Bad Name", 422, "name"),
+        (NAMES_FILE, "a" * 41, 422, "name"),
+        (NAMES_FILE, "dinos", 409, "built-in"),
+        (NAMES_FILE, "shakespeare", 409, "built-in"),
+    ],
+)
+def test_bad_uploads_change_nothing(client: TestClient, tmp_path: Path, content: bytes | str, name: str,
+                                    status: int, fragment: str) -> None:
+    before = client.get("/models").json()
+    r = upload(client, content, name=name)
+    assert r.status_code == status and fragment in r.json()["detail"]
+    assert client.get("/models").json() == before
+    assert client.get("/jobs").json() == []
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["jobs.sqlite3", "jobs.sqlite3-shm",
+                                                                       "jobs.sqlite3-wal"]
+
+
+def test_bad_training_options_are_refused(client: TestClient) -> None:
+    for fields, fragment in [({"epochs": "0"}, "epochs"), ({"arch": "gru"}, "arch"), ({"hidden": "100000"}, "hidden"),
+                             ({"time_budget": "-1"}, "time_budget"), ({"layers": "9"}, "layers")]:
+        r = upload(client, **fields)
+        assert r.status_code == 422 and fragment in r.json()["detail"], fields
+    assert client.get("/jobs").json() == []
+
+
+def test_oversized_upload_is_413(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_upload_bytes=100) as c:
+        r = upload(c, NAMES_FILE * 5)
+        assert r.status_code == 413 and "100 bytes" in r.json()["detail"]
+        assert c.get("/jobs").json() == []
+
+
+def test_queue_is_bounded(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_queued_jobs=2) as c:
+        assert upload(c).status_code == 202 and upload(c).status_code == 202
+        r = upload(c)
+        assert r.status_code == 429 and "queue is full" in r.json()["detail"]
+
+
+def test_models_endpoints(client: TestClient) -> None:
+    models = {m["name"]: m for m in client.get("/models").json()}
+    assert {"dinos", "shakespeare"} <= set(models)
+    dinos = models["dinos"]
+    assert dinos["kind"] == "names" and dinos["builtin"] and dinos["active_version"] == "builtin"
+    assert dinos["versions"][0]["metrics"]["val_nll_per_char"] > 0
+    assert models["shakespeare"]["kind"] == "text"
+    assert client.get("/models/dinos").json() == dinos
+    r = client.get("/models/nope")
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+def test_operations_endpoints(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok", "models": []}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and {"dinos", "shakespeare"} <= set(ready.json()["models"])
+    client.get("/names", params={"count": 5})
+    client.get("/names", params={"count": 0})
+    text = client.get("/metrics").text
+    assert 'dino_http_requests_total{method="GET",route="/names",status="200"} 1.0' in text
+    assert 'dino_http_requests_total{method="GET",route="/names",status="422"} 1.0' in text
+    assert 'dino_names_generated_total{model="dinos"} 5.0' in text
+    assert 'dino_model_active_version{model="dinos",version="builtin"} 1.0' in text
+    assert re.search(r'dino_jobs\{status="queued"\} 0\.0', text)
+    assert client.get("/openapi.json").json()["info"]["title"] == "Dinosaurus"
+    assert client.get("/docs").status_code == 200
+
+
+def test_page_has_the_test_hooks(client: TestClient) -> None:
+    html = client.get("/").text
+    for hook in ("names-count", "names-model", "names-temperature", "names-generate", "names-list", "poem-prompt",
+                 "poem-generate", "poem-output", "train-file", "train-name", "train-submit", "job-status",
+                 "loss-chart", "error"):
+        assert f'data-testid="{hook}"' in html
+    assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
