@@ -139,8 +139,7 @@ def test_bad_uploads_change_nothing(client: TestClient, tmp_path: Path, content:
     assert r.status_code == status and fragment in r.json()["detail"]
     assert client.get("/models").json() == before
     assert client.get("/jobs").json() == []
-    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["jobs.sqlite3", "jobs.sqlite3-shm",
-                                                                       "jobs.sqlite3-wal"]
+    assert [p.name for p in (tmp_path / "store").iterdir() if not p.name.startswith("jobs.sqlite3")] == []
 
 
 def test_bad_training_options_are_refused(client: TestClient) -> None:

@@ -52,6 +52,8 @@ class TrainConfig:
         if self.arch not in ARCHS:
             raise InvalidInput(f"unknown architecture {self.arch!r} (choose from {', '.join(ARCHS)})")
         filled = {k: v for k, v in DEFAULTS[self.kind].items() if getattr(self, k) is None}
+        if self.time_budget is not None and self.epochs is None:
+            filled["epochs"] = 100_000  # the budget decides: the schedule then runs on time
         cfg = replace(self, **filled)
         _check_range("hidden", cfg.hidden, 1, 2048)
         _check_range("layers", cfg.layers, 1, 8)

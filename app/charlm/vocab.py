@@ -75,15 +75,9 @@ class Vocab:
         known = set(self.chars)
         out = []
         for ch in text:
-            if ch in known:
-                out.append(ch)
-                continue
-            plain = ch.translate(_PLAIN)
-            if plain != ch and set(plain) <= known:
-                out.append(plain)
-                continue
-            base = "".join(
-                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
-            )
-            out.append(base if base and set(base) <= known else ch)
+            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            candidates = (ch, ch.translate(_PLAIN), base)
+            # A double quote becomes a single one where only that is known (the sonnets have no '"').
+            plain = [c for cand in candidates for c in (cand, cand.replace('"', "'")) if c and set(c) <= known]
+            out.append(plain[0] if plain else ch)
         return "".join(out)

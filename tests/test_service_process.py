@@ -1,0 +1,168 @@
+"""The service as users run it: a real uvicorn process, a real worker process, real crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import DINOS, ROOT
+from .test_api import NAMES_FILE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`python -m app serve` on a free loopback port with its own store directory."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DINO_STORE_DIR": str(store)}
+        env.pop("DINO_ADMIN_TOKEN", None)
+        self.log = open(store.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(self.port)],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        wait_for(lambda: self._ready(), 60, "server ready")
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError("server exited: " + (self.store.parent / f"server-{self.port}.log").read_text())
+        try:
+            return self.client.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def upload(self, content: str, name: str, **fields: str) -> str:
+        r = self.client.post("/train", files={"file": ("names.txt", content.encode(), "text/plain")},
+                             data={"name": name, **fields})
+        assert r.status_code == 202, r.text
+        return str(r.json()["job_id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.client.get(f"/jobs/{job_id}").json())
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self.client.close()
+        self.log.close()
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "app.api.worker"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    s = Server(tmp_path / "store")
+    yield s
+    s.stop()
+
+
+def test_upload_trains_in_another_process_and_hot_swaps(server: Server) -> None:
+    job_id = server.upload(NAMES_FILE, "heroines", epochs="4", hidden="16", seed="1")
+    seen = []
+
+    def finished() -> bool:
+        job = server.job(job_id)
+        seen.append(job)
+        return job["status"] in ("succeeded", "failed", "cancelled")
+
+    wait_for(finished, 120, "job to finish")
+    job = seen[-1]
+    assert job["status"] == "succeeded", job
+    assert job["version"] == "1" and job["progress"] == 1.0 and job["epochs_done"] == 4
+    assert [h["epoch"] for h in job["history"]] == [1, 2, 3, 4]
+    r = server.client.get("/names", params={"model": "heroines", "count": 3, "seed": 0})
+    assert r.status_code == 200 and r.json()["version"] == "1" and len(r.json()["names"]) == 3
+    # A second upload to the same name becomes version 2, active without a restart.
+    job2 = server.upload(NAMES_FILE, "heroines", epochs="2", hidden="24", seed="2")
+    wait_for(lambda: server.job(job2)["status"] == "succeeded", 120, "second job")
+    assert server.client.get("/names", params={"model": "heroines"}).json()["version"] == "2"
+    model = server.client.get("/models/heroines").json()
+    assert model["active_version"] == "2" and [v["version"] for v in model["versions"]] == ["1", "2"]
+    assert 'dino_jobs{status="succeeded"} 2.0' in server.client.get("/metrics").text
+
+
+def test_cancel_running_job_keeps_current_model(server: Server) -> None:
+    first = server.upload(NAMES_FILE, "pets", epochs="2", hidden="16")
+    wait_for(lambda: server.job(first)["status"] == "succeeded", 120, "first job")
+    before = server.client.get("/names", params={"model": "pets", "seed": 5}).json()
+    long_job = server.upload(DINOS.read_text(), "pets", epochs="300", hidden="64")
+    wait_for(lambda: server.job(long_job)["epochs_done"] >= 1, 120, "progress on the long job")
+    job = server.job(long_job)
+    assert job["status"] == "running" and 0 < job["progress"] < 1 and job["history"]
+    assert server.client.get("/healthz").status_code == 200  # the API answers while the worker trains
+    r = server.client.post(f"/jobs/{long_job}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert server.client.get("/names", params={"model": "pets", "seed": 5}).json() == before
+
+
+def test_sigkill_mid_training_loses_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = Server(store)
+    job = first.upload(NAMES_FILE, "keep", epochs="3", hidden="16")
+    wait_for(lambda: first.job(job)["status"] == "succeeded", 120, "first job")
+    before = first.client.get("/names", params={"model": "keep", "count": 5, "seed": 9}).json()
+    dinos_before = first.client.get("/names", params={"count": 5, "seed": 9}).json()
+    running = first.upload(DINOS.read_text(), "keep", epochs="300", hidden="64")
+    wait_for(lambda: first.job(running)["epochs_done"] >= 1, 120, "training to be under way")
+    workers = worker_pids()
+    first.stop(signal.SIGKILL)
+    wait_for(lambda: not (worker_pids() & workers), 30, "the orphaned worker to exit")
+
+    second = Server(store)
+    try:
+        assert second.client.get("/names", params={"model": "keep", "count": 5, "seed": 9}).json() == before
+        assert second.client.get("/names", params={"count": 5, "seed": 9}).json() == dinos_before
+        job_after = second.job(running)
+        assert job_after["status"] == "failed" and job_after["error"] == "interrupted"
+        assert second.client.get("/models/keep").json()["versions"] == [
+            v for v in second.client.get("/models/keep").json()["versions"] if v["version"] == "1"]
+        hidden = [p for p in (store / "keep").rglob("*") if p.name.startswith(".")]
+        assert hidden == []
+    finally:
+        second.stop()
+
+
+def test_graceful_shutdown_requeues_running_job(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = Server(store)
+    running = first.upload(DINOS.read_text(), "later", epochs="300", hidden="64")
+    wait_for(lambda: first.job(running)["epochs_done"] >= 1, 120, "training to be under way")
+    first.stop(signal.SIGTERM)
+    assert first.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutdown
+    second = Server(store)
+    try:
+        wait_for(lambda: second.job(running)["status"] == "running", 30, "the job to restart")
+        assert second.client.post(f"/jobs/{running}/cancel").json()["status"] == "cancelled"
+    finally:
+        second.stop()
