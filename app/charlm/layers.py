@@ -85,7 +85,7 @@ class TanhRNN:
         return {
             "Wx": _uniform(rng, (n_in, hidden), hidden, dtype),
             "Wh": _uniform(rng, (hidden, hidden), hidden, dtype),
-            "b": np.zeros(hidden, dtype=dtype),
+            "b": _uniform(rng, (hidden,), hidden, dtype),
         }
 
     def forward(self, p: Params, x: np.ndarray, state: State) -> tuple[np.ndarray, State, Cache]:
@@ -130,18 +130,17 @@ class LSTM:
         o, i, f = sigmoid(a_o), sigmoid(a_i), sigmoid(a_f);  g = tanh(a_g)
         c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
 
-    The forget-gate bias starts at 1 so memory is kept early in training.
+    Weights and biases start uniform in ±1/sqrt(H). Random (not zero) biases matter: from an
+    all-zero bias, training on text sat on the unigram plateau for several epochs.
     """
 
     state_size = 2
 
     def init(self, n_in: int, hidden: int, rng: np.random.Generator, dtype: Any) -> Params:
-        b = np.zeros(4 * hidden, dtype=dtype)
-        b[2 * hidden : 3 * hidden] = 1.0
         return {
             "Wx": _uniform(rng, (n_in, 4 * hidden), hidden, dtype),
             "Wh": _uniform(rng, (hidden, 4 * hidden), hidden, dtype),
-            "b": b,
+            "b": _uniform(rng, (4 * hidden,), hidden, dtype),
         }
 
     def forward(self, p: Params, x: np.ndarray, state: State) -> tuple[np.ndarray, State, Cache]:

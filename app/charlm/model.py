@@ -47,7 +47,7 @@ class CharModel:
                 params[f"l{n}.{key}"] = value
         bound = 1.0 / np.sqrt(cfg.hidden)
         params["Wy"] = rng.uniform(-bound, bound, (cfg.hidden, cfg.vocab_size)).astype(dtype)
-        params["by"] = np.zeros(cfg.vocab_size, dtype=dtype)
+        params["by"] = rng.uniform(-bound, bound, cfg.vocab_size).astype(dtype)
         return params
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:

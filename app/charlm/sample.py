@@ -77,19 +77,18 @@ class NameOptions:
 
 
 def _generate(net: CharModel, params: Params, prefix_ids: np.ndarray, batch: int,
-              opts: NameOptions, rng: np.random.Generator) -> list[list[int]]:
-    """One batch of continuations; finished rows are dropped from the batch as they end."""
+              opts: NameOptions, rng: np.random.Generator) -> np.ndarray:
+    """One batch of continuations as (batch, steps) ids, 0-padded; rows leave the batch as they end."""
     logits, state = _prime(net, params, np.concatenate([[0], prefix_ids]).astype(np.int64), batch)
-    out: list[list[int]] = [[] for _ in range(batch)]
+    steps = opts.max_length - len(prefix_ids)
+    out = np.zeros((batch, steps), dtype=np.int64)
     alive = np.arange(batch)
-    for pos in range(len(prefix_ids), opts.max_length):
-        if pos < opts.min_length:
+    for pos in range(steps):
+        if len(prefix_ids) + pos < opts.min_length:
             logits = logits.copy()
             logits[:, 0] = -np.inf  # the end token may not come before min_length
         ids = draw(logits, opts.temperature, opts.top_k, rng)
-        for row, i in zip(alive, ids, strict=False):
-            if i:
-                out[row].append(int(i))
+        out[alive, pos] = ids
         keep = ids != 0
         if not keep.any():
             break
@@ -110,9 +109,9 @@ def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
         need = opts.count - len(found)
         if need <= 0:
             break
-        batch = min(4096, 2 * need + 8)
-        for ids in _generate(model.net, model.params, prefix_ids, batch, opts, rng):
-            name = prefix + model.vocab.decode(ids)
+        batch = min(4096, need + need // 8 + 2)  # a little extra for duplicates and rejects
+        for row in _generate(model.net, model.params, prefix_ids, batch, opts, rng):
+            name = prefix + model.vocab.decode(row[: int(np.argmin(row))] if not row.all() else row)
             if name and name not in excluded and name not in found:
                 found[name] = None
                 if len(found) == opts.count:

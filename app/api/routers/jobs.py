@@ -24,7 +24,7 @@ def _job_or_404(services: ServicesDep, job_id: str) -> dict[str, Any]:
 
 @router.get("", response_model=list[JobOut])
 def list_jobs(services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    return services.jobs.list(limit)
+    return services.jobs.recent(limit)
 
 
 @router.get("/{job_id}", response_model=JobOut)
