@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ def names_split(seed: int = 123, fraction: float = 0.1) -> tuple[list[str], list
 
 def sonnets_split(n_train: int = 140) -> tuple[str, str]:
     """The first `n_train` sonnets and the rest, split on blank lines."""
-    sonnets = [s for s in SONNETS.read_text().split("\n\n") if s.strip()]
+    sonnets = [s for s in re.split(r"\n\s*\n", SONNETS.read_text()) if s.strip()]  # blank lines may hold spaces
     return "\n\n".join(sonnets[:n_train]) + "\n\n", "\n\n".join(sonnets[n_train:]) + "\n"
 
 

@@ -85,3 +85,30 @@ def test_core_imports_no_web_stack(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in ('fastapi', 'pydantic', 'uvicorn') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "[]"
+
+
+def test_poem_prints_prompt_as_typed_then_continuation() -> None:
+    prompt = "Forsooth This maketh no sense "
+    proc = run("poem", "--prompt", prompt, "--seed", "1", "--length", "80")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(prompt) and len(proc.stdout) == len(prompt) + 80 + 1  # + print's newline
+    assert proc.stdout == run("poem", "--prompt", prompt, "--seed", "1", "--length", "80").stdout
+    sonnet = run("poem", "--seed", "2", "--lines", "14")
+    assert sonnet.returncode == 0 and sonnet.stdout.count("\n") == 14
+
+
+def test_poem_bad_input() -> None:
+    assert_clean_error(run("poem", "--prompt", "x" * 201), "200")
+    assert_clean_error(run("poem", "--prompt", "héllo ☃"), "'☃'")
+    assert_clean_error(run("poem", "--length", "0"), "length")
+    assert_clean_error(run("poem", "--length", "2001"), "length")
+    assert_clean_error(run("poem", "--temperature", "0"), "temperature")
+    assert_clean_error(run("poem", "--model", "dinos"), "names")
+
+
+def test_eval_text_model(tmp_path: Path) -> None:
+    sample = tmp_path / "verse.txt"
+    sample.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n")
+    scores = json.loads(run("eval", "--model", "shakespeare", "--data", str(sample)).stdout)
+    assert scores["chars"] == len(sample.read_text()) - 1 and scores["items"] == 2
+    assert 0.5 < scores["nll_per_char"] < 3.0

@@ -60,7 +60,8 @@ async def post_train(
         resolved = TrainConfig(kind="names", **options).resolved()  # type: ignore[arg-type]
     except InvalidInput as exc:
         raise HTTPException(422, str(exc)) from None
-    options["epochs"] = resolved.epochs
+    if time_budget is None:
+        options["epochs"] = resolved.epochs  # so the job can report epochs_total
     job = services.jobs.create(name, options, text, settings.max_queued_jobs)
     if job is None:
         raise HTTPException(429, f"the training queue is full ({settings.max_queued_jobs} jobs waiting); try later")
