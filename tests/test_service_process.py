@@ -87,7 +87,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s.stop()
 
 
+def repo_store_snapshot() -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in (ROOT / "model_store").rglob("*")}
+
+
 def test_upload_trains_in_another_process_and_hot_swaps(server: Server) -> None:
+    repo_before = repo_store_snapshot()
     job_id = server.upload(NAMES_FILE, "heroines", epochs="4", hidden="16", seed="1")
     seen = []
 
@@ -110,6 +115,8 @@ def test_upload_trains_in_another_process_and_hot_swaps(server: Server) -> None:
     model = server.client.get("/models/heroines").json()
     assert model["active_version"] == "2" and [v["version"] for v in model["versions"]] == ["1", "2"]
     assert 'dino_jobs{status="succeeded"} 2.0' in server.client.get("/metrics").text
+    assert repo_store_snapshot() == repo_before  # everything went to DINO_STORE_DIR
+    assert (server.store / "heroines" / "versions" / "2" / "model.json").is_file()
 
 
 def test_cancel_running_job_keeps_current_model(server: Server) -> None:

@@ -69,7 +69,7 @@ class NameOptions:
         _check(1 <= self.max_length <= MAX_NAME_CHARS, f"max-length must be between 1 and {MAX_NAME_CHARS}")
         _check(0 <= self.min_length <= self.max_length, "min-length must be between 0 and max-length")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
-        prefix = normalise_name(model.vocab.fold(self.prefix))
+        prefix = model.vocab.fold(normalise_name(self.prefix))
         bad = model.vocab.unknown(prefix)
         _check(not bad, f"prefix has characters the model does not know: {describe_chars(bad)}")
         _check(len(prefix) < self.max_length, "prefix must be shorter than max-length")
@@ -141,7 +141,7 @@ class PoemOptions:
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
         _check(self.top_k is None or self.top_k >= 1, "top-k must be at least 1")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
-        text = model.vocab.fold(self.prompt.replace("\r\n", "\n")).lower()
+        text = model.vocab.fold(self.prompt.replace("\r\n", "\n").lower())
         bad = model.vocab.unknown(text)
         _check(not bad, f"prompt has characters the model does not know: {describe_chars(bad)}")
         return text
