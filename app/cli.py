@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import NoReturn
 
 from .charlm import course
@@ -20,7 +21,7 @@ from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore
-from .charlm.train import Progress, TrainConfig, train
+from .charlm.train import DEFAULTS, Progress, TrainConfig, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,11 +57,8 @@ def cmd_course(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    config = TrainConfig(
-        kind=args.kind, arch=args.arch, hidden=args.hidden, layers=args.layers, dropout=args.dropout,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        window=args.window, seed=args.seed, val_fraction=args.val_fraction, time_budget=args.time_budget,
-    ).resolved()
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    config = TrainConfig(**options).resolved()  # check the options before reading any data
     text = read_text_file(args.data)
     model = train(text, config, on_progress=_progress)
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
@@ -111,14 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
-    p.add_argument("--hidden", type=int, help="hidden units per layer (default 256)")
-    p.add_argument("--layers", type=int, help="stacked recurrent layers (default 2)")
-    p.add_argument("--dropout", type=float, help="dropout between layers (default 0.3)")
-    p.add_argument("--epochs", type=int, help="passes over the data (default 40)")
-    p.add_argument("--batch-size", type=int, help="names (or text windows) per step")
-    p.add_argument("--lr", type=float, help="peak Adam learning rate (cosine decay)")
-    p.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices")
-    p.add_argument("--window", type=int, help="text: characters per truncated-BPTT window")
+    for flag, kind, help_text in [
+        ("--hidden", int, "hidden units per layer"),
+        ("--layers", int, "stacked recurrent layers"),
+        ("--dropout", float, "dropout on each layer's output"),
+        ("--weight-drop", float, "DropConnect on the recurrent weights"),
+        ("--ema", float, "decay of the weights' moving average (0: off)"),
+        ("--epochs", int, "passes over the data (unlimited with --time-budget)"),
+        ("--batch-size", int, "names (or text windows) per step"),
+        ("--lr", float, "peak Adam learning rate (cosine decay)"),
+        ("--weight-decay", float, "decoupled weight decay on matrices"),
+        ("--window", int, "text: characters per truncated-BPTT window"),
+    ]:
+        key = flag[2:].replace("-", "_")
+        defaults = ", ".join(f"{k} {v[key]:g}" for k, v in DEFAULTS.items() if key in v)
+        p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults})")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held out for validation")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")

@@ -199,3 +199,16 @@ def test_page_has_the_test_hooks(client: TestClient) -> None:
                  "loss-chart", "error"):
         assert f'data-testid="{hook}"' in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
+
+
+def test_damaged_stored_model_gives_json_error_without_paths(tmp_path: Path) -> None:
+    broken = tmp_path / "store" / "broken" / "versions" / "1"
+    broken.mkdir(parents=True)
+    (broken / "model.json").write_text("{}")
+    (broken / "weights.npz").write_bytes(b"junk")
+    (tmp_path / "store" / "broken" / "ACTIVE").write_text("1\n")
+    with make_client(tmp_path) as c:
+        r = c.get("/names", params={"model": "broken"})
+        assert r.status_code == 500
+        assert r.json() == {"detail": "model 'broken' could not be loaded"}
+        assert str(tmp_path) not in r.text

@@ -82,3 +82,13 @@ def test_store_versions_and_builtins(tiny_names_model: TrainedModel, tmp_path: P
         store.resolve("nope")
     with pytest.raises(ModelNotFound):
         store.resolve("../etc")
+
+
+def test_partial_writes_are_removed(tiny_names_model: TrainedModel, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    store.add_version("pets", tiny_names_model)
+    (tmp_path / "pets" / "versions" / ".2.tmp-deadbeef").mkdir()
+    (tmp_path / "pets" / ".ACTIVE.cafe").write_text("2\n")
+    assert store.remove_partial_writes() == 2
+    assert store.versions("pets") == ["1"] and store.active_version("pets") == "1"
+    assert sorted(p.name for p in (tmp_path / "pets").iterdir()) == ["ACTIVE", "versions"]

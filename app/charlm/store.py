@@ -111,17 +111,21 @@ class ModelStore:
         os.replace(tmp, self.root / name / "ACTIVE")
 
     def remove_partial_writes(self) -> int:
-        """Delete temporary directories left by a writer that died mid-write."""
+        """Delete temporary files and directories left by a writer that died mid-write."""
         removed = 0
         if not self.root.is_dir():
             return 0
         for name_dir in self.root.iterdir():
             for parent in (name_dir, name_dir / "versions"):
-                if parent.is_dir():
-                    for d in parent.iterdir():
-                        if d.name.startswith(".") and (".tmp-" in d.name or ".old-" in d.name or ".ACTIVE." in d.name):
-                            shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
-                            removed += 1
+                if not parent.is_dir():
+                    continue
+                for leftover in parent.glob(".*"):
+                    if any(tag in leftover.name for tag in (".tmp-", ".old-", ".ACTIVE.")):
+                        if leftover.is_dir():
+                            shutil.rmtree(leftover, ignore_errors=True)
+                        else:
+                            leftover.unlink(missing_ok=True)
+                        removed += 1
         return removed
 
     def load(self, name_or_path: str) -> TrainedModel:

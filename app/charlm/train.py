@@ -63,7 +63,8 @@ class TrainConfig:
         _check_range("batch-size", cfg.batch_size, 1, 4096)
         _check_range("lr", cfg.lr, 1e-6, 1.0)
         _check_range("weight-decay", cfg.weight_decay, 0.0, 1.0)
-        _check_range("window", cfg.window, 2, 4096)
+        if cfg.kind == "text":
+            _check_range("window", cfg.window, 2, 4096)
         _check_range("ema", cfg.ema, 0.0, 0.9999)
         _check_range("val-fraction", cfg.val_fraction, 0.0, 0.5)
         _check_range("seed", cfg.seed, 0, 2**32 - 1)
@@ -74,9 +75,9 @@ class TrainConfig:
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=2e-3,
-                  weight_decay=0.0, window=64, ema=0.999),
-    "text": dict(hidden=256, layers=2, dropout=0.3, weight_drop=0.0, epochs=40, batch_size=32, lr=3e-3,
-                 weight_decay=0.0, window=128, ema=0.0),
+                  weight_decay=0.0, ema=0.999),
+    "text": dict(hidden=256, layers=2, dropout=0.25, weight_drop=0.5, epochs=40, batch_size=32, lr=3e-3,
+                 weight_decay=0.0, window=128, ema=0.999),
 }
 
 
