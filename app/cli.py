@@ -120,12 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--lr", float, "peak Adam learning rate (cosine decay)"),
         ("--weight-decay", float, "decoupled weight decay on matrices"),
         ("--window", int, "text: characters per truncated-BPTT window"),
+        ("--val-fraction", float, "share held out for validation (best weights kept)"),
     ]:
         key = flag[2:].replace("-", "_")
         defaults = ", ".join(f"{k} {v[key]:g}" for k, v in DEFAULTS.items() if key in v)
         p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults})")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held out for validation")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")
     p.set_defaults(func=cmd_train)
 

@@ -8,7 +8,7 @@ import pytest
 from app.charlm.data import parse_names
 from app.charlm.errors import InvalidInput, TrainingCancelled
 from app.charlm.evaluate import evaluate
-from app.charlm.train import Progress, TrainConfig, train
+from app.charlm.train import DEFAULTS, Progress, TrainConfig, train
 
 from .conftest import DINOS, SONNETS
 
@@ -35,8 +35,8 @@ def test_training_beats_uniform_and_reports_progress(arch: str) -> None:
     val = model.meta["metrics"]["val_nll_per_char"]
     assert val == min(r.val_loss for r in reports if r.val_loss is not None)  # best weights kept
     assert val < np.log(27) - 0.6  # far better than guessing uniformly (3.30 nats)
-    # The kept weights are the best ones: evaluating the validation names reproduces the number.
-    assert model.meta["metrics"]["val_items"] == round(len(set(parse_names(DINOS.read_text()))) * 0.1)
+    distinct = len(set(parse_names(DINOS.read_text())))
+    assert model.meta["metrics"]["val_items"] == round(distinct * DEFAULTS["names"]["val_fraction"])
 
 
 def test_time_budget_stops_early() -> None:

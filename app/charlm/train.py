@@ -40,7 +40,7 @@ class TrainConfig:
     weight_decay: float | None = None
     window: int | None = None
     seed: int = 0
-    val_fraction: float = 0.1
+    val_fraction: float | None = None
     time_budget: float | None = None
     clip: float = 1.0
     ema: float | None = None
@@ -75,9 +75,9 @@ class TrainConfig:
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=2e-3,
-                  weight_decay=0.0, ema=0.999),
-    "text": dict(hidden=256, layers=2, dropout=0.25, weight_drop=0.5, epochs=40, batch_size=32, lr=3e-3,
-                 weight_decay=0.0, window=128, ema=0.999),
+                  weight_decay=0.0, ema=0.999, val_fraction=0.05),
+    "text": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=32, lr=3e-3,
+                 weight_decay=0.0, window=128, ema=0.999, val_fraction=0.1),
 }
 
 
@@ -210,7 +210,7 @@ def train(
         names = check_names(parse_names(raw_text), min_distinct=2)
         vocab = Vocab.from_texts(names)
         shuffled = [names[i] for i in rng.permutation(len(names))]
-        n_val = 0 if val_text is not None else int(round(len(names) * cfg.val_fraction))
+        n_val = 0 if val_text is not None else int(round(len(names) * float(cfg.val_fraction or 0)))
         val_items, train_items = shuffled[:n_val], shuffled[n_val:]
         if val_text is not None:
             val_items = parse_names(val_text)
@@ -227,7 +227,7 @@ def train(
         if val_text is not None:
             train_data, val_data = ids, vocab.encode(normalise_text(val_text))
         else:
-            n_val = int(len(ids) * cfg.val_fraction)
+            n_val = int(len(ids) * float(cfg.val_fraction or 0))
             train_data = ids[: len(ids) - n_val]
             val_data = ids[len(ids) - n_val - 1 :] if n_val > 1 else None  # one char of overlap as context
         epoch_fn = _text_epoch

@@ -1,0 +1,80 @@
+"""The HTML page driven in headless Chromium against a real server: the three panels work."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .test_api import NAMES_FILE
+from .test_service_process import Server
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    server = Server(tmp_path_factory.mktemp("browser") / "store")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        tab = browser.new_page()
+        tab.set_default_timeout(60_000)
+        tab.goto(server.url + "/")
+        yield tab
+        browser.close()
+    server.stop()
+
+
+def test_generate_names(page: Any) -> None:
+    page.get_by_test_id("names-count").fill("5")
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=names-list] li').length === 5")
+    names = page.get_by_test_id("names-list").locator("li").all_inner_texts()
+    assert len(set(names)) == 5 and all(n[:1].isupper() for n in names)
+
+
+def test_bad_request_shows_the_api_detail(page: Any) -> None:
+    page.get_by_test_id("names-count").fill("0")
+    page.get_by_test_id("names-generate").click()
+    error = page.get_by_test_id("error")
+    error.wait_for(state="visible")
+    assert "count" in error.inner_text()
+    page.get_by_test_id("names-count").fill("3")
+    page.get_by_test_id("names-generate").click()
+    error.wait_for(state="hidden")
+
+
+def test_complete_a_poem(page: Any) -> None:
+    page.get_by_test_id("poem-prompt").fill("Shall I compare thee ")
+    page.get_by_test_id("poem-generate").click()
+    page.wait_for_function("document.querySelector('[data-testid=poem-output]').textContent.length > 100")
+    assert page.get_by_test_id("poem-output").inner_text().startswith("Shall I compare thee")
+
+
+def test_train_on_an_uploaded_list_then_generate(page: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "heroines.txt"
+    upload.write_text(NAMES_FILE)
+    page.get_by_test_id("train-file").set_input_files(str(upload))
+    page.get_by_test_id("train-name").fill("heroines")
+    page.get_by_test_id("train-submit").click()
+    page.wait_for_function("document.querySelector('[data-testid=job-status]').textContent.startsWith('succeeded')",
+                           timeout=120_000)
+    drawn = page.evaluate("""() => {
+        const c = document.querySelector('[data-testid=loss-chart]');
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return data.some((v, i) => i % 4 === 3 && v > 0);
+    }""")
+    assert drawn
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=names-model] option')]"
+                           ".some(o => o.value === 'heroines')")
+    assert page.get_by_test_id("names-model").input_value() == "heroines"
+    page.get_by_test_id("names-count").fill("4")
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=names-list] li').length === 4")
