@@ -21,7 +21,7 @@ from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore
-from .charlm.train import DEFAULTS, Progress, TrainConfig, train
+from .charlm.train import DEFAULTS, UNLIMITED_EPOCHS, Progress, TrainConfig, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,8 +37,9 @@ def _store() -> ModelStore:
 
 def _progress(report: Progress) -> None:
     val = f"{report.val_loss:.4f}" if report.val_loss is not None else "-"
+    of = f"/{report.epochs}" if report.epochs < UNLIMITED_EPOCHS else ""
     print(
-        f"epoch {report.epoch}/{report.epochs}  train {report.train_loss:.4f}  val {val}  "
+        f"epoch {report.epoch}{of} ({report.fraction:.0%})  train {report.train_loss:.4f}  val {val}  "
         f"{report.chars_per_second:,.0f} chars/s  {report.seconds:.1f}s",
         file=sys.stderr,
         flush=True,

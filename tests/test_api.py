@@ -212,3 +212,10 @@ def test_damaged_stored_model_gives_json_error_without_paths(tmp_path: Path) -> 
         assert r.status_code == 500
         assert r.json() == {"detail": "model 'broken' could not be loaded"}
         assert str(tmp_path) not in r.text
+
+
+def test_huge_declared_upload_is_refused_before_reading(tmp_path: Path) -> None:
+    with make_client(tmp_path, max_upload_bytes=100) as c:
+        body = b"x" * 200_000
+        r = c.post("/train", content=body, headers={**AUTH, "Content-Type": "multipart/form-data; boundary=b"})
+        assert r.status_code == 413 and "100 bytes" in r.json()["detail"]

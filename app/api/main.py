@@ -93,6 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error"}, status_code=500)  # no paths, no traceback
 
     @app.middleware("http")
+    async def refuse_huge_uploads(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """413 before the body is read when Content-Length already says it is too large."""
+        limit = settings.max_upload_bytes
+        if request.method == "POST" and train.declared_too_large(request.headers.get("content-length"), limit):
+            return JSONResponse({"detail": f"upload is larger than {limit} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         status = 500

@@ -40,6 +40,16 @@ def _project_backward(
     return x.reshape(T * B, D).T @ flat, (flat @ Wx.T).reshape(T, B, D)
 
 
+def _weight_grads(p: Params, cache: Cache, dpre: np.ndarray) -> tuple[np.ndarray | None, Params]:
+    """Parameter gradients (and dL/dx) from the pre-activation gradients of all steps (T, B, G)."""
+    h = cache["h"]
+    H, G = h.shape[2], dpre.shape[2]
+    h_prev = np.concatenate([cache["h0"][None], h[:-1]])
+    dWx, dx = _project_backward(p["Wx"], cache["x"], dpre)
+    grads = {"Wx": dWx, "Wh": h_prev.reshape(-1, H).T @ dpre.reshape(-1, G), "b": dpre.sum(axis=(0, 1))}
+    return dx, grads
+
+
 def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Logistic function as 0.5·tanh(x/2) + 0.5: one transcendental, no overflow."""
     np.multiply(x, 0.5, out=out)
@@ -108,14 +118,7 @@ class TanhRNN:
         for t in range(h.shape[0] - 1, -1, -1):
             dpre[t] *= dh[t] + dh_next
             dh_next = dpre[t] @ Wh_T
-        H = h.shape[2]
-        h_prev = np.concatenate([cache["h0"][None], h[:-1]])
-        dWx, dx = _project_backward(p["Wx"], cache["x"], dpre)
-        grads = {
-            "Wx": dWx,
-            "Wh": h_prev.reshape(-1, H).T @ dpre.reshape(-1, H),
-            "b": dpre.sum(axis=(0, 1)),
-        }
+        dx, grads = _weight_grads(p, cache, dpre)
         return dx, grads, (dh_next,)
 
     def step(self, p: Params, x: np.ndarray, state: State) -> State:
@@ -169,7 +172,7 @@ class LSTM:
     def backward(
         self, p: Params, cache: Cache, dh: np.ndarray
     ) -> tuple[np.ndarray | None, Params, State]:
-        act, c, tc, h = cache["act"], cache["c"], cache["tc"], cache["h"]
+        act, c, tc = cache["act"], cache["c"], cache["tc"]
         T, B, G = act.shape
         H = G // 4
         o, i, f, g = (act[..., k * H : (k + 1) * H] for k in range(4))
@@ -191,13 +194,7 @@ class LSTM:
             np.multiply(dc[:, None, :], k_ifg[t], out=da4[t, :, 1:])
             dc_next = dc * f[t]
             dh_next = da[t] @ Wh_T
-        h_prev = np.concatenate([cache["h0"][None], h[:-1]])
-        dWx, dx = _project_backward(p["Wx"], cache["x"], da)
-        grads = {
-            "Wx": dWx,
-            "Wh": h_prev.reshape(-1, H).T @ da.reshape(-1, G),
-            "b": da.sum(axis=(0, 1)),
-        }
+        dx, grads = _weight_grads(p, cache, da)
         return dx, grads, (dh_next, dc_next)
 
     def step(self, p: Params, x: np.ndarray, state: State) -> State:

@@ -53,13 +53,13 @@ class TrainConfig:
             raise InvalidInput(f"unknown architecture {self.arch!r} (choose from {', '.join(ARCHS)})")
         filled = {k: v for k, v in DEFAULTS[self.kind].items() if getattr(self, k) is None}
         if self.time_budget is not None and self.epochs is None:
-            filled["epochs"] = 100_000  # the budget decides: the schedule then runs on time
+            filled["epochs"] = UNLIMITED_EPOCHS  # the budget decides: the schedule then runs on time
         cfg = replace(self, **filled)
         _check_range("hidden", cfg.hidden, 1, 2048)
         _check_range("layers", cfg.layers, 1, 8)
         _check_range("dropout", cfg.dropout, 0.0, 0.9)
         _check_range("weight-drop", cfg.weight_drop, 0.0, 0.9)
-        _check_range("epochs", cfg.epochs, 1, 100_000)
+        _check_range("epochs", cfg.epochs, 1, UNLIMITED_EPOCHS)
         _check_range("batch-size", cfg.batch_size, 1, 4096)
         _check_range("lr", cfg.lr, 1e-6, 1.0)
         _check_range("weight-decay", cfg.weight_decay, 0.0, 1.0)
@@ -73,6 +73,7 @@ class TrainConfig:
         return cfg
 
 
+UNLIMITED_EPOCHS = 1_000_000
 DEFAULTS: dict[str, dict[str, Any]] = {
     "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=2e-3,
                   weight_decay=0.0, ema=0.999, val_fraction=0.05),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
 from app.charlm.data import check_names, decode_text, parse_names
 from app.charlm.errors import InvalidInput
@@ -15,6 +15,12 @@ from ..schemas import JobCreated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
+MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries
+
+
+def declared_too_large(content_length: str | None, limit: int) -> bool:
+    """True when a request announces more bytes than an upload of `limit` can need."""
+    return bool(content_length and content_length.isdigit() and int(content_length) > limit + MULTIPART_OVERHEAD)
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
@@ -32,7 +38,6 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
              dependencies=[WriterDep],
              responses={413: {"description": "upload too large"}, 429: {"description": "queue full"}})
 async def post_train(
-    request: Request,
     response: Response,
     services: ServicesDep,
     file: Annotated[UploadFile, File(description="UTF-8 text, one name per line")],
@@ -45,9 +50,6 @@ async def post_train(
     time_budget: Annotated[float | None, Form(gt=0, le=3600)] = None,
 ) -> JobCreated:
     settings = services.settings
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_upload_bytes + 64 * 1024:
-        raise HTTPException(413, f"upload is larger than {settings.max_upload_bytes} bytes")
     if services.store.is_builtin(name):
         raise HTTPException(409, f"{name!r} is a built-in model and cannot be replaced; choose another name")
     raw = await _read_limited(file, settings.max_upload_bytes)
