@@ -96,6 +96,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(args.host, args.port)
 
 
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder (0-10]")
+    p.add_argument("--top-k", type=int, help="draw only from the k likeliest characters")
+    p.add_argument("--seed", type=int, help="same seed, same output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m app", description="Dinosaurus: character-level language models in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -136,29 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="generate names")
-    p.add_argument("--model", default="dinos")
-    p.add_argument("--count", type=int, default=7)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--model", default="dinos", help="names model: store name or directory (default: dinos)")
+    p.add_argument("--count", type=int, default=7, help="how many distinct names (1-1000)")
+    _sampling_options(p)
     p.add_argument("--prefix", default="", help="every name starts with this")
-    p.add_argument("--min-length", type=int, default=1)
-    p.add_argument("--max-length", type=int, default=40)
+    p.add_argument("--min-length", type=int, default=1, help="shortest name, prefix included")
+    p.add_argument("--max-length", type=int, default=40, help="longest name; generation stops there (1-100)")
     p.add_argument("--novel", action="store_true", help="only names absent from the training list")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("poem", help="continue a prompt in the voice of the sonnets")
-    p.add_argument("--model", default="shakespeare")
-    p.add_argument("--prompt", default="")
+    p.add_argument("--model", default="shakespeare", help="text model (default: shakespeare)")
+    p.add_argument("--prompt", default="", help="first words, up to 200 characters (may be empty)")
     p.add_argument("--length", type=int, default=400, help="characters to add (1-2000)")
-    p.add_argument("--lines", type=int, help="stop after this many complete lines instead")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--lines", type=int, help="stop after this many complete lines instead (14: a sonnet)")
+    _sampling_options(p)
     p.set_defaults(func=cmd_poem)
 
     p = sub.add_parser("serve", help="run the HTTP service")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=cmd_serve)
     return parser

@@ -219,3 +219,10 @@ def test_huge_declared_upload_is_refused_before_reading(tmp_path: Path) -> None:
         body = b"x" * 200_000
         r = c.post("/train", content=body, headers={**AUTH, "Content-Type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413 and "100 bytes" in r.json()["detail"]
+
+
+def test_blank_query_values_mean_defaults(client: TestClient) -> None:
+    r = client.get("/names?count=3&model=dinos&temperature=1.0&top_k=&seed=&prefix=&min_length=&max_length=&novel=false")
+    assert r.status_code == 200 and len(r.json()["names"]) == 3
+    r = client.get("/poem?prompt=&length=20&temperature=1.0&seed=&model=shakespeare")
+    assert r.status_code == 200 and len(r.json()["poem"]) == 20

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -91,6 +92,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)  # no paths, no traceback
+
+    @app.middleware("http")
+    async def blank_means_default(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """`?top_k=&seed=` (as in the contract's examples) means "not given", not "invalid"."""
+        query = request.scope.get("query_string", b"").decode("utf-8", "replace")
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(value == "" for _, value in pairs):
+            request.scope["query_string"] = urlencode([(k, v) for k, v in pairs if v != ""]).encode()
+        return await call_next(request)
 
     @app.middleware("http")
     async def refuse_huge_uploads(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

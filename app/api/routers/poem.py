@@ -21,7 +21,7 @@ def get_poem(
     prompt: Annotated[str, Query(max_length=MAX_PROMPT_CHARS, description="first words of the poem")] = "",
     length: Annotated[int, Query(ge=1, le=MAX_POEM_CHARS, description="characters to add")] = 400,
     lines: Annotated[int | None, Query(ge=1, le=200, description="stop after this many lines")] = None,
-    temperature: TEMPERATURE = 0.8,
+    temperature: TEMPERATURE = 1.0,
     top_k: TOP_K = None,
     seed: SEED = None,
     model: MODEL_NAME = "shakespeare",
