@@ -222,7 +222,8 @@ def test_huge_declared_upload_is_refused_before_reading(tmp_path: Path) -> None:
 
 
 def test_blank_query_values_mean_defaults(client: TestClient) -> None:
-    r = client.get("/names?count=3&model=dinos&temperature=1.0&top_k=&seed=&prefix=&min_length=&max_length=&novel=false")
+    r = client.get("/names?count=3&model=dinos&temperature=1.0&top_k=&seed=&prefix=&min_length=&max_length="
+                   "&novel=false")
     assert r.status_code == 200 and len(r.json()["names"]) == 3
     r = client.get("/poem?prompt=&length=20&temperature=1.0&seed=&model=shakespeare")
     assert r.status_code == 200 and len(r.json()["poem"]) == 20
