@@ -35,19 +35,16 @@ class ModelStore:
         self.builtin = Path(builtin)
         self.root = Path(root) if root is not None else self.builtin
 
-    def _is_builtin(self, name: str) -> bool:
-        return (self.builtin / name / "model.json").is_file()
-
     def is_builtin(self, name: str) -> bool:
-        return NAME_PATTERN.fullmatch(name) is not None and self._is_builtin(name)
+        return NAME_PATTERN.fullmatch(name) is not None and (self.builtin / name / "model.json").is_file()
 
     def names(self) -> list[str]:
-        found = set()
-        for base in {self.builtin, self.root}:
+        """Built-in models (a model.json) and user models (an ACTIVE version)."""
+        found: set[str] = set()
+        for base, marker in ((self.builtin, "model.json"), (self.root, "ACTIVE")):
             if base.is_dir():
-                for d in base.iterdir():
-                    if NAME_PATTERN.fullmatch(d.name) and ((d / "model.json").is_file() or (d / "ACTIVE").is_file()):
-                        found.add(d.name)
+                found.update(d.name for d in base.iterdir()
+                             if NAME_PATTERN.fullmatch(d.name) and (d / marker).is_file())
         return sorted(found)
 
     def versions(self, name: str) -> list[str]:
@@ -93,7 +90,7 @@ class ModelStore:
     def add_version(self, name: str, model: TrainedModel, activate: bool = True) -> str:
         """Store `model` as the next version of `name`; built-in names are refused."""
         check_model_name(name)
-        if self._is_builtin(name):
+        if self.is_builtin(name):
             raise InvalidInput(f"{name!r} is a built-in model and cannot be replaced")
         vdir = self.root / name / "versions"
         vdir.mkdir(parents=True, exist_ok=True)
