@@ -84,8 +84,9 @@ def test_step_matches_forward() -> None:
         ids = np.random.default_rng(3).integers(0, 9, (6, 2))
         logits, _, _ = net.forward(params, ids, net.zero_state(2, np.float64))
         state = net.zero_state(2, np.float64)
+        step = net.stepper(params)
         for t in range(6):
-            step_logits, state = net.step(params, ids[t], state)
+            step_logits, state = step(ids[t], state)
             np.testing.assert_allclose(step_logits, logits[t], rtol=1e-10, atol=1e-12)
 
 

@@ -87,3 +87,15 @@ def test_names_eval_counts_every_char_plus_end() -> None:
 def test_bad_training_input(text: str, config: TrainConfig, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         train(text, config)
+
+
+def test_parallel_stream_scoring_matches_one_stream(tiny_text_model) -> None:  # type: ignore[no-untyped-def]
+    from app.charlm.evaluate import text_nll
+
+    ids = tiny_text_model.vocab.encode(SONNETS.read_text().lower()[:3001])
+    one, n1 = text_nll(tiny_text_model.net, tiny_text_model.params, ids)
+    four, n4 = text_nll(tiny_text_model.net, tiny_text_model.params, ids, streams=4, chunk=100)
+    assert n1 == n4 == 3000
+    assert abs(one - four) / one < 0.01  # only the context at three cuts differs
+    exact, _ = text_nll(tiny_text_model.net, tiny_text_model.params, ids, streams=1, chunk=7)
+    assert abs(one - exact) < 1e-6 * one  # chunking never changes the score

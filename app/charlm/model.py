@@ -6,6 +6,7 @@ the architecture is looked up in `layers.ARCHS`, so nothing here branches on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from .layers import ARCHS, Cache, Params, RecurrentLayer, State
 
 ModelState = list[State]  # one recurrent state per layer
+Stepper = Callable[[np.ndarray, ModelState], tuple[np.ndarray, ModelState]]
 
 
 @dataclass(frozen=True)
@@ -124,15 +126,24 @@ class CharModel:
                 dh = dx
         return grads
 
-    def step(self, params: Params, ids: np.ndarray, state: ModelState) -> tuple[np.ndarray, ModelState]:
-        """One step for sampling: ids (B,) -> logits (B, V) and the next state (no dropout)."""
-        x: np.ndarray = ids
-        new_state: ModelState = []
-        for n in range(self.config.layers):
-            s = self.layer.step(self._layer_params(params, n), x, state[n])
-            new_state.append(s)
-            x = s[0]
-        return x @ params["Wy"] + params["by"], new_state
+    def stepper(self, params: Params) -> Stepper:
+        """A function for sampling, one step at a time: ids (B,) -> logits (B, V) and the next state.
+
+        The per-layer parameters are split out once here, not at every step of a hot loop.
+        """
+        layer_params = [self._layer_params(params, n) for n in range(self.config.layers)]
+        Wy, by, step = params["Wy"], params["by"], self.layer.step
+
+        def run(ids: np.ndarray, state: ModelState) -> tuple[np.ndarray, ModelState]:
+            x: np.ndarray = ids
+            new_state: ModelState = []
+            for lp, s in zip(layer_params, state, strict=True):
+                s = step(lp, x, s)
+                new_state.append(s)
+                x = s[0]
+            return x @ Wy + by, new_state
+
+        return run
 
 
 def _keep_mask(rng: np.random.Generator, shape: tuple[int, ...], p_drop: float, dtype: Any) -> np.ndarray:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .checkpoint import TrainedModel
 from .data import normalise_name
 from .errors import InvalidInput
-from .layers import Params
-from .model import CharModel, ModelState
+from .model import CharModel, ModelState, Stepper
 from .vocab import describe_chars
 
 MAX_COUNT = 1000
@@ -38,12 +38,12 @@ def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.rand
     return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
 
 
-def _prime(net: CharModel, params: Params, ids: np.ndarray, batch: int) -> tuple[np.ndarray, ModelState]:
+def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray, batch: int) -> tuple[np.ndarray, ModelState]:
     """Feed the same ids to `batch` fresh streams; returns the last logits (batch, V) and state."""
-    state = net.zero_state(batch, params["Wy"].dtype)
+    state = net.zero_state(batch, dtype)
     logits = np.empty(0)
     for i in ids:
-        logits, state = net.step(params, np.full(batch, i), state)
+        logits, state = step(np.full(batch, i), state)
     return logits, state
 
 
@@ -76,10 +76,11 @@ class NameOptions:
         return prefix
 
 
-def _generate(net: CharModel, params: Params, prefix_ids: np.ndarray, batch: int,
+def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch: int,
               opts: NameOptions, rng: np.random.Generator) -> np.ndarray:
     """One batch of continuations as (batch, steps) ids, 0-padded; rows leave the batch as they end."""
-    logits, state = _prime(net, params, np.concatenate([[0], prefix_ids]).astype(np.int64), batch)
+    start = np.concatenate([[0], prefix_ids]).astype(np.int64)
+    logits, state = _prime(model.net, step, model.params["Wy"].dtype, start, batch)
     steps = opts.max_length - len(prefix_ids)
     out = np.zeros((batch, steps), dtype=np.int64)
     alive = np.arange(batch)
@@ -90,11 +91,12 @@ def _generate(net: CharModel, params: Params, prefix_ids: np.ndarray, batch: int
         ids = draw(logits, opts.temperature, opts.top_k, rng)
         out[alive, pos] = ids
         keep = ids != 0
-        if not keep.any():
-            break
-        alive, ids = alive[keep], ids[keep]
-        state = [tuple(a[keep] for a in s) for s in state]
-        logits, state = net.step(params, ids, state)
+        if not keep.all():
+            if not keep.any():
+                break
+            alive, ids = alive[keep], ids[keep]
+            state = [tuple(a[keep] for a in s) for s in state]
+        logits, state = step(ids, state)
     return out
 
 
@@ -105,12 +107,13 @@ def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
     prefix_ids = model.vocab.encode(prefix)
     excluded = set(model.names) if opts.novel else set()
     found: dict[str, None] = {}
+    step = model.net.stepper(model.params)
     for _ in range(_MAX_ROUNDS):
         need = opts.count - len(found)
         if need <= 0:
             break
         batch = min(4096, need + need // 8 + 2)  # a little extra for duplicates and rejects
-        for row in _generate(model.net, model.params, prefix_ids, batch, opts, rng):
+        for row in _generate(model, step, prefix_ids, batch, opts, rng):
             name = prefix + model.vocab.decode(row[: int(np.argmin(row))] if not row.all() else row)
             if name and name not in excluded and name not in found:
                 found[name] = None
@@ -151,8 +154,8 @@ def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
     """The continuation of the prompt: `length` characters, or up to `lines` complete lines."""
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
-    net, params = model.net, model.params
-    logits, state = _prime(net, params, model.vocab.encode("\n" + text), 1)
+    step = model.net.stepper(model.params)
+    logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), 1)
     limit = MAX_POEM_CHARS if opts.lines is not None else opts.length
     out: list[str] = []
     newlines = 0
@@ -164,5 +167,5 @@ def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
             if opts.lines is not None and newlines >= opts.lines:
                 break
         out.append(ch)
-        logits, state = net.step(params, i, state)
+        logits, state = step(i, state)
     return "".join(out)

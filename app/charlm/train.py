@@ -150,15 +150,18 @@ class _Run:
         return loss, new_state
 
     @property
-    def eval_params(self) -> Params:
-        """The weights to validate and keep: the moving average when enabled."""
-        return self.ema_params if self.ema_params is not None else self.params
+    def candidates(self) -> list[Params]:
+        """Weights worth keeping: the moving average (when enabled) and the current weights.
 
-    def consider(self, val: float | None) -> None:
-        """Keep a copy of the weights when validation improves (or when there is none)."""
+        The average wins on long runs; on very short ones it still lags behind the weights.
+        """
+        return [self.params] if self.ema_params is None else [self.ema_params, self.params]
+
+    def consider(self, val: float | None, params: Params) -> None:
+        """Keep a copy of `params` when validation improves (or when there is none)."""
         if val is None or self.best_val is None or val < self.best_val:
             self.best_val = val
-            self.best_params = {k: v.copy() for k, v in self.eval_params.items()}
+            self.best_params = {k: v.copy() for k, v in params.items()}
 
 
 def _names_epoch(run: _Run, train: list[np.ndarray], epoch: int) -> Iterator[float]:
@@ -241,21 +244,23 @@ def train(
     if cfg.ema:
         run.ema_params = {k: v.copy() for k, v in params.items()}
 
-    def validate() -> float | None:
+    def validate(candidate: Params) -> float | None:
         if val_data is None:
             return None
         if cfg.kind == "names":
-            total, count = names_nll(net, run.eval_params, val_data)
+            total, count = names_nll(net, candidate, val_data)
         else:
-            total, count = text_nll(net, run.eval_params, val_data)
+            total, count = text_nll(net, candidate, val_data, streams=8)
         return total / count
 
     history: list[dict[str, Any]] = []
     epochs_run = 0
     for epoch in range(int(cfg.epochs or 0)):
         losses = [loss for loss in _until_out_of_time(run, epoch_fn(run, train_data, epoch))]
-        val = validate()
-        run.consider(val)
+        scores = [(validate(p), p) for p in run.candidates]
+        for score, candidate in scores:
+            run.consider(score, candidate)
+        val = None if val_data is None else min(float(score or 0) for score, _ in scores)
         epochs_run = epoch + 1
         elapsed = time.perf_counter() - run.started
         report = Progress(epochs_run, int(cfg.epochs or 0), float(np.mean(losses)), val, run.best_val,
@@ -266,7 +271,7 @@ def train(
         if run.out_of_time():
             break
 
-    best = run.best_params if run.best_params is not None else run.eval_params
+    best = run.best_params if run.best_params is not None else run.candidates[0]
     elapsed = time.perf_counter() - run.started
     options = {k: v for k, v in asdict(cfg).items()}
     meta = {
