@@ -102,7 +102,8 @@ def main() -> None:
     print(f"ours --time-budget 5: held-out {ours_with_budget(train_names, test_names):.3f} nats/char "
           f"(goal: below the course's {course_loss:.3f})")
     ours_epoch = ours_epoch_seconds(train_names)
-    print(f"ours: {ours_epoch:.2f} s/epoch (2x256 LSTM, batch 32)")
+    d = DEFAULTS["names"]
+    print(f"ours: {ours_epoch:.2f} s/epoch ({d['layers']}x{d['hidden']} LSTM, batch {d['batch_size']})")
     if torch_available():
         torch_epoch = torch_epoch_seconds(train_names)
         print(f"pytorch: {torch_epoch:.2f} s/epoch  ->  ours is {torch_epoch / ours_epoch:.2f}x PyTorch's speed")

@@ -75,7 +75,7 @@ class TrainConfig:
 
 UNLIMITED_EPOCHS = 1_000_000
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=2e-3,
+    "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=1e-2,
                   weight_decay=0.0, ema=0.999, val_fraction=0.05),
     "text": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=32, lr=3e-3,
                  weight_decay=0.0, window=128, ema=0.999, val_fraction=0.1),
