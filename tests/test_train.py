@@ -42,7 +42,7 @@ def test_training_beats_uniform_and_reports_progress(arch: str) -> None:
 def test_time_budget_stops_early() -> None:
     model = train(DINOS.read_text(), TrainConfig(hidden=64, layers=1, epochs=10_000, time_budget=1.0))
     assert model.meta["training"]["epochs_run"] < 10_000
-    assert model.meta["training"]["seconds"] < 30
+    assert model.meta["training"]["seconds"] >= 1.0  # it stops only once the budget is spent
 
 
 def test_cancel_stops_training() -> None:

@@ -23,6 +23,7 @@ from .vocab import Vocab
 
 FORMAT_VERSION = 1
 KINDS = ("names", "text")
+_CONFIG_KEYS = ("format_version", "kind", "arch", "hidden", "layers", "dropout", "weight_drop", "vocab")
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,8 @@ def load(directory: str | Path) -> TrainedModel:
     if meta["kind"] == "names":
         _require((d / "names.txt").is_file(), d, "names.txt is missing")
         names = tuple(n for n in (d / "names.txt").read_text(encoding="utf-8").split("\n") if n)
-    known = set(_metadata_keys())
-    extra = {k: v for k, v in meta.items() if k not in known}
+    extra = {k: v for k, v in meta.items() if k not in _CONFIG_KEYS}
     for array in params.values():
         array.setflags(write=False)
     return TrainedModel(meta["kind"], config, vocab, params, names, extra)
 
-
-def _metadata_keys() -> tuple[str, ...]:
-    return ("format_version", "kind", "arch", "hidden", "layers", "dropout", "weight_drop", "vocab")
