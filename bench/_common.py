@@ -45,3 +45,13 @@ def torch_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def torch_update(loss, params, opt) -> None:  # type: ignore[no-untyped-def]
+    """One PyTorch optimiser step with the same global-norm clipping (1.0) as ours."""
+    import torch
+
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()

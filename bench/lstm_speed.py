@@ -7,7 +7,7 @@ dropout 0.3, Adam, clipping): only the implementation differs.
 from __future__ import annotations
 
 import numpy as np
-from _common import SONNETS, timer, torch_available
+from _common import SONNETS, timer, torch_available, torch_update
 
 from app.charlm.data import normalise_text
 from app.charlm.train import DEFAULTS, TrainConfig, train
@@ -45,10 +45,7 @@ def pytorch() -> float:
                 state = tuple(x.detach() for x in state)
                 logits = head(torch.nn.functional.dropout(out, d["dropout"]))
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets[s : s + T].reshape(-1))
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
+                torch_update(loss, params, opt)
     return elapsed() / EPOCHS
 
 

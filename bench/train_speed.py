@@ -12,7 +12,7 @@ import contextlib
 import io
 
 import numpy as np
-from _common import names_split, timer, torch_available
+from _common import names_split, timer, torch_available, torch_update
 
 from app.charlm import course
 from app.charlm.data import encode_names, names_batch
@@ -85,10 +85,7 @@ def torch_epoch_seconds(train_names: list[str], epochs: int = 3) -> float:
                 nll = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.from_numpy(targets).reshape(-1),
                                                         reduction="none")
                 loss = (nll * m.reshape(-1)).sum() / m.sum()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
+                torch_update(loss, params, opt)
     return elapsed() / epochs
 
 

@@ -47,14 +47,14 @@ class Worker:
     def run_job(self, job: dict[str, Any], data: str) -> None:
         job_id = job["id"]
         history: list[dict[str, Any]] = []
-        last_check = [0.0, False]
+        checked_at, cancelled = 0.0, False
 
         def should_stop() -> bool:
+            nonlocal checked_at, cancelled
             now = time.monotonic()
-            if now - last_check[0] > 0.25:  # the database is asked at most 4 times a second
-                last_check[0] = now
-                last_check[1] = self.jobs.cancel_requested(job_id)
-            return bool(last_check[1]) or self.stopping or not self.parent_alive()
+            if now - checked_at > 0.25:  # the database is asked at most 4 times a second
+                checked_at, cancelled = now, self.jobs.cancel_requested(job_id)
+            return cancelled or self.stopping or not self.parent_alive()
 
         def on_progress(p: Progress) -> None:
             history.append({"epoch": p.epoch, "train_loss": round(p.train_loss, 4),

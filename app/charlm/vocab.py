@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,8 +50,8 @@ class Vocab:
     def size(self) -> int:
         return len(self.chars)
 
-    @property
-    def index(self) -> dict[str, int]:
+    @cached_property
+    def index(self) -> dict[str, int]:  # built once: encode() runs for every name of a data file
         return {c: i for i, c in enumerate(self.chars)}
 
     def unknown(self, text: str) -> set[str]:
