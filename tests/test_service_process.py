@@ -75,8 +75,9 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def worker_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "app.api.worker"], capture_output=True, text=True).stdout
+def worker_pids(store: Path) -> set[int]:
+    """The training workers of the service on `store` only: other services on this machine are not ours."""
+    out = subprocess.run(["pgrep", "-f", f"app.api.worker --store {store} "], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 
 
@@ -142,9 +143,10 @@ def test_sigkill_mid_training_loses_nothing(tmp_path: Path) -> None:
     dinos_before = first.client.get("/names", params={"count": 5, "seed": 9}).json()
     running = first.upload(DINOS.read_text(), "keep", epochs="300", hidden="64")
     wait_for(lambda: first.job(running)["epochs_done"] >= 1, 120, "training to be under way")
-    workers = worker_pids()
+    workers = worker_pids(store)
+    assert workers, "the service's worker process was not found"
     first.stop(signal.SIGKILL)
-    wait_for(lambda: not (worker_pids() & workers), 30, "the orphaned worker to exit")
+    wait_for(lambda: not (worker_pids(store) & workers), 30, "the orphaned worker to exit")
 
     second = Server(store)
     try:
