@@ -44,7 +44,7 @@ def test_novel_excludes_training_names(tiny_names_model: TrainedModel) -> None:
 
 def test_impossible_request_fails_clearly(tiny_names_model: TrainedModel) -> None:
     # Names of exactly one letter after the prefix "a": at most 26 distinct exist.
-    with pytest.raises(InvalidInput, match="could only generate"):
+    with pytest.raises(InvalidInput, match="found only 26 distinct names of the 100 asked"):
         sample_names(tiny_names_model, NameOptions(count=100, prefix="a", min_length=2, max_length=2, seed=0))
 
 
