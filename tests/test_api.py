@@ -262,3 +262,11 @@ def test_prefix_keeps_its_trailing_space(client: TestClient, tiny_multiword_mode
     assert r.status_code == 422 and "raise max-length to 7" in r.json()["detail"]
     r = client.get("/names", params={"count": 5, "top_k": 1})
     assert r.status_code == 422 and "ask for count 1" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["cat-names", "pokemon-en", "towns-fr", "towns-pl", "surnames-us-census",
+                                  "comic-characters-multiword", "pokemon-ja", "japanese-names-kana"])
+def test_real_lists_of_every_size_and_script_are_accepted(client: TestClient, name: str) -> None:
+    content = (Path(__file__).resolve().parents[1] / "data" / "lists" / f"{name}.txt").read_bytes()
+    r = upload(client, content, name=name)
+    assert r.status_code == 202, r.text
