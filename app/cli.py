@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .charlm import course
 from .charlm.casing import CASE_CHOICES
-from .charlm.checkpoint import save
+from .charlm.checkpoint import check_target, save
 from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
@@ -50,21 +50,34 @@ def duration(seconds: float | None) -> str:
     return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def _progress(report: Progress) -> None:
-    if report.event == "plan":
-        plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
-                else "until the time budget is spent")
-        line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"
-    else:
-        steps = f"/{report.steps:,}" if report.steps else ""
-        loss = f"{report.train_loss:.4f}" if report.train_loss is not None else "-"
-        val = f"  val {report.val_loss:.4f}" if report.val_loss is not None else ""
-        of = f"/{report.epochs}" if report.steps else ""
-        where = f"epoch {report.epoch}{of}" if report.event == "epoch" else f"epoch {report.epoch + 1}{of} ..."
-        line = (f"{where}  step {report.step:,}{steps} ({report.fraction:.0%})  train {loss}{val}  "
-                f"{report.chars_per_second:,.0f} chars/s  {duration(report.seconds)} elapsed, "
-                f"{duration(report.eta_seconds)} left")
-    print(line, file=sys.stderr, flush=True)
+class _ProgressPrinter:
+    """Progress lines on stderr: the plan, then at most one line every EVERY seconds (a list of ten
+    names runs hundreds of epochs a second) and always the last epoch."""
+
+    EVERY = 2.0
+
+    def __init__(self) -> None:
+        self.printed_at = -self.EVERY
+
+    def __call__(self, report: Progress) -> None:
+        last = report.event == "epoch" and report.steps is not None and report.step >= report.steps
+        if report.event != "plan" and not last and report.seconds - self.printed_at < self.EVERY:
+            return
+        self.printed_at = report.seconds
+        if report.event == "plan":
+            plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
+                    else "until the time budget is spent")
+            line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"
+        else:
+            steps = f"/{report.steps:,}" if report.steps else ""
+            loss = f"{report.train_loss:.4f}" if report.train_loss is not None else "-"
+            val = f"  val {report.val_loss:.4f}" if report.val_loss is not None else ""
+            of = f"/{report.epochs}" if report.steps else ""
+            where = f"epoch {report.epoch}{of}" if report.event == "epoch" else f"epoch {report.epoch + 1}{of} ..."
+            line = (f"{where}  step {report.step:,}{steps} ({report.fraction:.0%})  train {loss}{val}  "
+                    f"{report.chars_per_second:,.0f} chars/s  {duration(report.seconds)} elapsed, "
+                    f"{duration(report.eta_seconds)} left")
+        print(line, file=sys.stderr, flush=True)
 
 
 def cmd_course(args: argparse.Namespace) -> None:
@@ -83,8 +96,9 @@ def cmd_course(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**options).resolved()  # check the options before reading any data
+    check_target(args.out)
     text = read_text_file(args.data)
-    model = train(text, config, on_progress=_progress)
+    model = train(text, config, on_progress=_ProgressPrinter())
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     path = save(model, args.out)
     summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
@@ -120,7 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder (0-10]")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1: safer, above 1: wilder (0-10]; below 0.001: greedy, one name only")
     p.add_argument("--top-k", type=int, help="draw only from the k likeliest characters")
     p.add_argument("--seed", type=int, help="same seed, same output")
 
@@ -172,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(p)
     p.add_argument("--prefix", default="", help="every name starts with this")
     p.add_argument("--min-length", type=int, default=1, help="shortest name, prefix included")
-    p.add_argument("--max-length", type=int, default=40, help="longest name; generation stops there (1-100)")
+    p.add_argument("--max-length", type=int, default=40,
+                   help="longest name (1-100); a name that would be longer is drawn again, never cut")
     p.add_argument("--novel", action="store_true", help="only names absent from the training list")
     p.set_defaults(func=cmd_sample)
 
@@ -209,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except CharLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk or the file system said no (full, read-only, vanished)
+        print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
