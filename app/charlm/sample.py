@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from .checkpoint import TrainedModel
 from .data import normalise_name
-from .errors import InvalidInput
+from .errors import InvalidInput, WorkStopped
 from .model import CharModel, ModelState, Stepper
 from .vocab import describe_chars
 
@@ -20,9 +21,18 @@ MAX_PROMPT_CHARS = 200
 _MAX_ROUNDS = 30
 
 
+StopCheck = Callable[[], bool]
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise InvalidInput(message)
+
+
+def _poll(should_stop: StopCheck | None) -> None:
+    """Raise WorkStopped when the caller's check says so (polled once per generation step)."""
+    if should_stop is not None and should_stop():
+        raise WorkStopped("sampling was stopped before it finished")
 
 
 def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -77,7 +87,7 @@ class NameOptions:
 
 
 def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch: int,
-              opts: NameOptions, rng: np.random.Generator) -> np.ndarray:
+              opts: NameOptions, rng: np.random.Generator, should_stop: StopCheck | None) -> np.ndarray:
     """One batch of continuations as (batch, steps) ids, 0-padded; rows leave the batch as they end."""
     start = np.concatenate([[0], prefix_ids]).astype(np.int64)
     logits, state = _prime(model.net, step, model.params["Wy"].dtype, start, batch)
@@ -85,6 +95,7 @@ def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch:
     out = np.zeros((batch, steps), dtype=np.int64)
     alive = np.arange(batch)
     for pos in range(steps):
+        _poll(should_stop)
         if len(prefix_ids) + pos < opts.min_length:
             logits = logits.copy()
             logits[:, 0] = -np.inf  # the end token may not come before min_length
@@ -100,8 +111,11 @@ def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch:
     return out
 
 
-def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
-    """`count` distinct names (novel ones only if asked), first letter capitalised."""
+def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None) -> list[str]:
+    """`count` distinct names (novel ones only if asked), first letter capitalised.
+
+    `should_stop` is asked once per generation step; when it answers True, WorkStopped is raised.
+    """
     prefix = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     prefix_ids = model.vocab.encode(prefix)
@@ -113,7 +127,7 @@ def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
         if need <= 0:
             break
         batch = min(4096, need + need // 8 + 2)  # a little extra for duplicates and rejects
-        for row in _generate(model, step, prefix_ids, batch, opts, rng):
+        for row in _generate(model, step, prefix_ids, batch, opts, rng, should_stop):
             name = prefix + model.vocab.decode(row[: int(np.argmin(row))] if not row.all() else row)
             if name and name not in excluded and name not in found:
                 found[name] = None
@@ -150,8 +164,11 @@ class PoemOptions:
         return text
 
 
-def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
-    """The continuation of the prompt: `length` characters, or up to `lines` complete lines."""
+def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck | None = None) -> str:
+    """The continuation of the prompt: `length` characters, or up to `lines` complete lines.
+
+    `should_stop` is asked once per generated character; when it answers True, WorkStopped is raised.
+    """
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
@@ -160,6 +177,7 @@ def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
     out: list[str] = []
     newlines = 0
     for _ in range(limit):
+        _poll(should_stop)
         i = draw(logits, opts.temperature, opts.top_k, rng)
         ch = model.vocab.chars[int(i[0])]
         if ch == "\n":
