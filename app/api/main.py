@@ -13,8 +13,9 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
-from .admission import SamplingGate
+from .admission import CLIENT_GONE, SamplingGate
 from .deps import Services
 from .jobs import JobStore
 from .logs import printable
@@ -78,6 +79,11 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
             where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
             problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
         return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client went away mid-body (or its body timed out): nothing to answer, nothing to trace."""
+        return Response(status_code=CLIENT_GONE)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
