@@ -1,9 +1,10 @@
 """Admission control and a work budget for sampling requests (GET /names, GET /poem).
 
-Sampling never runs on the event loop: it goes to worker threads, at most `capacity` requests
-at a time (more get 429 with Retry-After, so light endpoints keep answering). Each request may
-sample for `seconds` at most (then 422) and stops as soon as its client disconnects: the
-sampler polls `should_stop` once per generation step.
+Sampling never runs on the event loop: it goes to `threads` worker threads (one per core: more
+would only fight the event loop for the GIL), and at most `capacity` requests are admitted at a
+time, running or waiting for a thread; more get 429 with Retry-After, so light endpoints keep
+answering. Each request may sample for `seconds` at most once its thread starts (then 422) and
+stops as soon as its client disconnects: the sampler polls `should_stop` once per generation step.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but metri
 
 
 class SamplingGate:
-    def __init__(self, capacity: int, seconds: float, metrics: Metrics) -> None:
+    def __init__(self, capacity: int, seconds: float, metrics: Metrics, threads: int = 2) -> None:
         self.capacity = capacity
         self.seconds = seconds
         self.metrics = metrics
-        self.limiter = anyio.CapacityLimiter(capacity)  # its own threads: sync endpoints keep theirs
+        self.limiter = anyio.CapacityLimiter(min(threads, capacity))  # its own threads: sync endpoints keep theirs
         self.in_flight = 0  # changed only on the event loop, so no lock
 
     async def run(self, request: Request, work: Callable[[StopCheck], T]) -> T:
@@ -42,14 +43,14 @@ class SamplingGate:
                                 "retry in a second", headers={"Retry-After": "1"})
         self.in_flight += 1
         gone = threading.Event()
-        deadline = time.monotonic() + self.seconds
 
-        def should_stop() -> bool:
-            return gone.is_set() or time.monotonic() >= deadline
+        def timed_work() -> T:
+            deadline = time.monotonic() + self.seconds
+            return work(lambda: gone.is_set() or time.monotonic() >= deadline)
 
         watcher = asyncio.create_task(_set_when_disconnected(request, gone))
         try:
-            return await anyio.to_thread.run_sync(work, should_stop, limiter=self.limiter)
+            return await anyio.to_thread.run_sync(timed_work, limiter=self.limiter)
         except WorkStopped:
             reason = "disconnect" if gone.is_set() else "budget"
             self.metrics.stopped.labels(reason).inc()

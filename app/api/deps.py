@@ -20,6 +20,7 @@ from .supervisor import WorkerSupervisor
 
 # A request that passed through a proxy is not a loopback client, whatever its socket peer.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+CLOSE = {"Connection": "close"}  # a refused writer's body is not worth receiving: end the connection
 
 
 @dataclass
@@ -72,17 +73,17 @@ def require_writer(request: Request, services: ServicesDep) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer", **CLOSE})
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(403, "invalid bearer token")
+            raise HTTPException(403, "invalid bearer token", headers=CLOSE)
         return
     if not services.loopback_writes:
         raise HTTPException(403, "write endpoints are disabled: the service listens beyond loopback and "
-                            "DINO_ADMIN_TOKEN is not set; set it and send it as a bearer token")
+                            "DINO_ADMIN_TOKEN is not set; set it and send it as a bearer token", headers=CLOSE)
     forwarded = any(h in request.headers for h in FORWARDING_HEADERS)
     if forwarded or not is_loopback(socket_peer(request)):
         raise HTTPException(403, "write endpoints accept only direct loopback clients unless DINO_ADMIN_TOKEN "
-                            "is set; set it and send it as a bearer token")
+                            "is set; set it and send it as a bearer token", headers=CLOSE)
 
 
 WriterDep = Depends(require_writer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         if removed or interrupted:
             log.warning("recovered: %d partial writes removed, %d interrupted jobs failed", removed, interrupted)
         metrics = Metrics()
-        gate = SamplingGate(settings.max_heavy_requests, settings.request_work_seconds, metrics)
+        gate = SamplingGate(settings.max_sampling_requests, settings.request_work_seconds, metrics,
+                            threads=os.cpu_count() or 1)
         services = Services(settings, store, ModelRegistry(store), jobs_db, metrics, gate,
                             loopback_writes=loopback_writes or bool(settings.admin_token))
         app.state.services = services

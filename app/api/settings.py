@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=4, ge=1)
     start_worker: bool = Field(default=True, description="run the training worker process")
     # Limits that keep one client from stalling, filling or taking over the service (README: Operations).
-    max_heavy_requests: int = Field(default=4, ge=1, description="sampling requests at once; more get 429")
+    max_sampling_requests: int = Field(default=8, ge=1, description="sampling requests at once; more get 429")
     request_work_seconds: float = Field(default=10.0, gt=0, description="sampling time per request, then 422")
     max_job_seconds: float = Field(default=3600.0, ge=1, description="training time per job, whatever its options")
     max_finished_jobs: int = Field(default=200, ge=1, description="finished job records kept (newest)")

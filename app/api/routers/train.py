@@ -23,13 +23,12 @@ from app.charlm.data import check_names, decode_text, parse_names
 from app.charlm.errors import InvalidInput
 from app.charlm.train import TrainConfig
 
-from ..deps import Services, ServicesDep, WriterDep
+from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
 MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries
-CLOSE = {"Connection": "close"}  # after a refused upload, stop the client from sending the rest
 
 
 class TrainForm(BaseModel):
