@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from .admission import CLIENT_GONE, SamplingGate
-from .deps import Services
+from .bodylimit import BodyLimit
+from .deps import CLOSE, Services
 from .jobs import JobStore
 from .logs import printable
 from .metrics import Metrics
@@ -73,6 +74,15 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         description="Character-level language models in NumPy: invent names, complete sonnets, train on your list.",
         lifespan=lifespan,
     )
+    # Added first, so it is the innermost middleware: the route's reads (inside the exception
+    # handlers) are the ones that raise its 413, not the http middlewares' own receive tasks.
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + train.MULTIPART_OVERHEAD)
+
+    @app.exception_handler(413)
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        """The body limit and the upload check both end here: one message, and stop the sender."""
+        return JSONResponse({"detail": f"upload is larger than {settings.max_upload_bytes} bytes"},
+                            status_code=413, headers=CLOSE)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

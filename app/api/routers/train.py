@@ -1,8 +1,8 @@
 """POST /train: authorise, read the upload within its limit, validate it completely, queue a job.
 
-The handler reads the body itself (FastAPI's form parameters would receive and spool the whole
-body before the write rule runs): the token or loopback rule comes first, then the body is
-counted while it streams in, so 413 comes as soon as the limit is passed, chunked or not.
+The handler parses the form itself (FastAPI's form parameters would receive and spool the whole
+body before the write rule runs): the token or loopback rule comes first, then the body is read,
+counted as it streams in by the app's BodyLimit (413 as soon as it is passed, chunked or not).
 Decoding, validation and the SQLite insert run in a thread, off the event loop.
 """
 
@@ -17,7 +17,6 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.types import Message
 
 from app.charlm.data import check_names, decode_text, parse_names
 from app.charlm.errors import InvalidInput
@@ -28,7 +27,7 @@ from ..schemas import JobCreated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
-MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries
+MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries (in the app's body limit)
 
 
 class TrainForm(BaseModel):
@@ -54,33 +53,12 @@ _BODY_SCHEMA = {
 }
 
 
-def declared_too_large(content_length: str | None, limit: int) -> bool:
-    """True when a request announces more bytes than an upload of `limit` can need."""
-    return bool(content_length and content_length.isdigit() and int(content_length) > limit + MULTIPART_OVERHEAD)
-
-
-def _too_large(limit: int) -> HTTPException:
-    return HTTPException(413, f"upload is larger than {limit} bytes", headers=CLOSE)
-
-
-async def _read_form(request: Request, limit: int) -> FormData:
-    """The multipart form, reading at most `limit` plus the form's overhead bytes of body."""
+async def _read_form(request: Request) -> FormData:
+    """The multipart form (one file, a few short fields); the app's body limit bounds what is read."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(415, "send the form as multipart/form-data, with the name list in the field 'file'",
                             headers=CLOSE)
-    if declared_too_large(request.headers.get("content-length"), limit):
-        raise _too_large(limit)
-    received = 0
-
-    async def counted() -> Message:
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > limit + MULTIPART_OVERHEAD:
-            raise _too_large(limit)
-        return message
-
-    return await Request(request.scope, counted).form(max_files=1, max_fields=16, max_part_size=1024)
+    return await request.form(max_files=1, max_fields=16, max_part_size=1024)
 
 
 def _parse_fields(form: FormData) -> TrainForm:
@@ -136,7 +114,7 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
 async def post_train(request: Request, response: Response, services: ServicesDep) -> JobCreated:
     settings = services.settings
     limit = settings.max_upload_bytes
-    form_data = await _read_form(request, limit)
+    form_data = await _read_form(request)
     try:
         form = _parse_fields(form_data)
         upload = form_data.get("file")
@@ -148,7 +126,7 @@ async def post_train(request: Request, response: Response, services: ServicesDep
         options = _options(form, services)
         raw = await upload.read(limit + 1)
         if len(raw) > limit:
-            raise _too_large(limit)
+            raise HTTPException(413)  # the message comes from the app's 413 handler
     finally:
         await form_data.close()
     job = await asyncio.to_thread(_validate_and_queue, services, form, raw, options)
