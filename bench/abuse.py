@@ -14,16 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 
 import httpx
 import numpy as np
-from _common import ROOT
+from _common import serving
 from threadpoolctl import threadpool_info
 
 PHASE_SECONDS = 8.0
@@ -32,12 +28,6 @@ SLOW_CLIENTS = 300
 TOKEN = "abuse-bench"
 LIMITS = {"DINO_HEADER_TIMEOUT": "4", "DINO_BODY_TIMEOUT": "4"}  # shorter than the defaults, to fit a phase
 HEAVY_PATHS = ("/names?count=1000&min_length=100&max_length=100", "/poem?length=2000")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def machine() -> str:
@@ -140,43 +130,25 @@ def unauthorised_upload(url: str) -> tuple[int, int]:
 
 async def main() -> None:
     print(machine())
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as store:
-        env = {**os.environ, "DINO_STORE_DIR": store, "DINO_ADMIN_TOKEN": TOKEN, **LIMITS}
-        print("server limits: defaults, except " + ", ".join(f"{k}={v}" for k, v in LIMITS.items()))
-        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-                for _ in range(300):
-                    try:
-                        if (await c.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-            report("idle /healthz", await probe(url, "/healthz", PHASE_SECONDS))
+    print("server limits: defaults, except " + ", ".join(f"{k}={v}" for k, v in LIMITS.items()))
+    with serving({"DINO_ADMIN_TOKEN": TOKEN, **LIMITS}) as (url, port):
+        report("idle /healthz", await probe(url, "/healthz", PHASE_SECONDS))
 
-            heavy = asyncio.create_task(heavy_clients(url, PHASE_SECONDS))
-            health, jobs = await asyncio.gather(probe(url, "/healthz", PHASE_SECONDS),
-                                                probe(url, "/jobs", PHASE_SECONDS))
-            statuses = await heavy
-            report("heavy: /healthz", health)
-            report("heavy: /jobs (sync)", jobs, "heavy statuses " + ", ".join(
-                f"{s}: {n}" for s, n in sorted(statuses.items())))
+        heavy = asyncio.create_task(heavy_clients(url, PHASE_SECONDS))
+        health, jobs = await asyncio.gather(probe(url, "/healthz", PHASE_SECONDS), probe(url, "/jobs", PHASE_SECONDS))
+        statuses = await heavy
+        report("heavy: /healthz", health)
+        report("heavy: /jobs (sync)", jobs, "heavy statuses " + ", ".join(
+            f"{s}: {n}" for s, n in sorted(statuses.items())))
 
-            slow = asyncio.create_task(slow_clients(port, PHASE_SECONDS))
-            health = await probe(url, "/healthz", PHASE_SECONDS)
-            opened, closed = await slow
-            report("slow: /healthz", health, f"slow connections {opened}, closed by the server {closed}")
+        slow = asyncio.create_task(slow_clients(port, PHASE_SECONDS))
+        health = await probe(url, "/healthz", PHASE_SECONDS)
+        opened, closed = await slow
+        report("slow: /healthz", health, f"slow connections {opened}, closed by the server {closed}")
 
-            status, sent = await asyncio.to_thread(unauthorised_upload, url)
-            print(f"unauthorised chunked upload: status {status} after the client sent {sent / 2**20:.1f} MiB "
-                  "(of 64 MiB offered)")
-        finally:
-            server.terminate()
-            server.wait(30)
+        status, sent = await asyncio.to_thread(unauthorised_upload, url)
+        print(f"unauthorised chunked upload: status {status} after the client sent {sent / 2**20:.1f} MiB "
+              "(of 64 MiB offered)")
 
 
 if __name__ == "__main__":

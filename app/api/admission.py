@@ -52,14 +52,15 @@ class SamplingGate:
         try:
             return await anyio.to_thread.run_sync(timed_work, limiter=self.limiter)
         except WorkStopped:
-            reason = "disconnect" if gone.is_set() else "budget"
-            self.metrics.stopped.labels(reason).inc()
             if gone.is_set():
+                self.metrics.stopped.labels("disconnect").inc()
                 raise HTTPException(CLIENT_GONE, "the client closed the request") from None
+            self.metrics.stopped.labels("budget").inc()
             raise HTTPException(422, f"this request needs more than {self.seconds:g} s of sampling; ask for "
                                 "fewer or shorter results, relax the length limits or raise the temperature "
                                 "or top_k") from None
         finally:
+            gone.set()  # if this request was cancelled (shutdown), its thread stops at the next step
             watcher.cancel()
             self.in_flight -= 1
 

@@ -82,8 +82,8 @@ def _options(form: TrainForm, services: Services) -> dict[str, Any]:
     cap = services.settings.max_job_seconds
     if form.time_budget is not None and form.time_budget > cap:
         raise HTTPException(422, f"time_budget: must be at most {cap:g} seconds on this server")
-    options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers, "epochs": form.epochs,
-               "seed": form.seed, "time_budget": form.time_budget}
+    options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers,
+                               "epochs": form.epochs, "seed": form.seed, "time_budget": form.time_budget}
     if form.case != "auto":  # "auto" is the trainer's default: stored only when asked otherwise
         if "case" not in {f.name for f in fields(TrainConfig)}:
             raise HTTPException(422, "case: this server's trainer supports only 'auto'")
