@@ -383,3 +383,16 @@ def test_readyz_is_503_while_no_worker_runs(client: TestClient) -> None:
     assert r.status_code == 503 and r.json()["status"] == "no training worker"
     services.supervisor = None
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_long_loss_history_is_thinned_to_a_bounded_size(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite3")
+    job = jobs.create("m", {"epochs": 1}, NAMES_FILE, max_queued=4)
+    assert job is not None and jobs.claim_next(worker_pid=1) is not None
+    history = [{"epoch": i + 1, "train_loss": 1.0} for i in range(1000)]
+    jobs.report(job["id"], 0.5, 1000, history, None)
+    kept = [h["epoch"] for h in jobs.get(job["id"])["history"]]
+    # 1000 points, every 6th from the first (167 of them: 1, 7, ..., 997) and the last
+    assert kept == list(range(1, 1001, 6)) + [1000] and len(kept) <= 200
+    jobs.report(job["id"], 0.5, 3, history[:3], None)
+    assert [h["epoch"] for h in jobs.get(job["id"])["history"]] == [1, 2, 3]

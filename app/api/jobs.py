@@ -53,6 +53,7 @@ _PUBLIC = ("id", "model", "status", "options", "created_at", "started_at", "fini
            "epochs_done", "epochs_total", "history", "eta_seconds", "error", "version", "cancel_requested",
            "data_sha256", "data_bytes")
 _SELECT_PUBLIC = f"SELECT {', '.join(_PUBLIC)} FROM jobs"
+MAX_HISTORY = 200  # loss-history points kept per job: enough for a chart, bounded for any number of epochs
 _FINISHED_SQL = "('succeeded', 'failed', 'cancelled')"
 
 
@@ -157,6 +158,10 @@ class JobStore:
 
     def report(self, job_id: str, progress: float, epochs_done: int, history: list[dict[str, Any]],
                eta_seconds: float | None) -> None:
+        """Store a running job's progress; a history longer than MAX_HISTORY is thinned evenly (last kept)."""
+        if len(history) > MAX_HISTORY:
+            step = -(-len(history) // (MAX_HISTORY - 1))  # ceiling division: at most MAX_HISTORY - 1 points
+            history = history[::step][: MAX_HISTORY - 1] + history[-1:]
         with self._connect() as db:
             db.execute("UPDATE jobs SET progress = ?, epochs_done = ?, history = ?, eta_seconds = ? "
                        "WHERE id = ? AND status = 'running'",
