@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from .conftest import DINOS
 from .test_api import NAMES_FILE
 from .test_service_process import Server
 
@@ -78,3 +81,18 @@ def test_train_on_an_uploaded_list_then_generate(page: Any, tmp_path: Path) -> N
     page.get_by_test_id("names-count").fill("4")
     page.get_by_test_id("names-generate").click()
     page.wait_for_function("document.querySelectorAll('[data-testid=names-list] li').length === 4")
+
+
+def test_a_running_job_shows_how_long_it_will_take(page: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "dinos.txt"
+    upload.write_text(DINOS.read_text())  # 40 epochs of the default network: a minute or more
+    page.get_by_test_id("train-file").set_input_files(str(upload))
+    page.get_by_test_id("train-name").fill("dinoseta")
+    page.get_by_test_id("train-case").select_option("fold")
+    page.get_by_test_id("train-submit").click()
+    page.wait_for_function("/(expected to take|left)/.test(document.querySelector('[data-testid=job-eta]')"
+                           ".textContent)", timeout=60_000)
+    assert re.search(r"about \d+ (h|min|s)", page.get_by_test_id("job-eta").inner_text())
+    base = page.url.rstrip("/")
+    running = [j for j in httpx.get(base + "/jobs").json() if j["model"] == "dinoseta"]
+    assert running and httpx.post(f"{base}/jobs/{running[0]['id']}/cancel", timeout=30).status_code == 200

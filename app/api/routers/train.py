@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import fields
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -18,8 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from app.charlm.data import check_names, decode_text, parse_names
+from app.charlm.data import check_names
 from app.charlm.errors import InvalidInput
+from app.charlm.textnorm import decode_text
 from app.charlm.train import TrainConfig
 
 from ..deps import CLOSE, Services, ServicesDep, WriterDep
@@ -85,8 +85,6 @@ def _options(form: TrainForm, services: Services) -> dict[str, Any]:
     options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers,
                                "epochs": form.epochs, "seed": form.seed, "time_budget": form.time_budget}
     if form.case != "auto":  # "auto" is the trainer's default: stored only when asked otherwise
-        if "case" not in {f.name for f in fields(TrainConfig)}:
-            raise HTTPException(422, "case: this server's trainer supports only 'auto'")
         options["case"] = form.case
     return {k: v for k, v in options.items() if v is not None}
 
@@ -96,7 +94,7 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
     """Decode and check the whole upload, then queue the job (None: the queue is full). In a thread."""
     try:
         text = decode_text(raw, "upload")
-        check_names(parse_names(text), min_distinct=MIN_DISTINCT_NAMES)
+        check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
         resolved = TrainConfig(kind="names", **options).resolved()
     except InvalidInput as exc:
         raise HTTPException(422, _api_terms(str(exc))) from None
