@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# HOST=0.0.0.0 listens on every interface; writes (POST /train, cancel) then need DINO_ADMIN_TOKEN.
+HOST ?= 127.0.0.1
 
 .PHONY: run test lint models bench clean
 
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/python -m app serve --host 0.0.0.0 --port $(PORT)
+	$(BIN)/python -m app serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -37,6 +39,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/lstm_speed.py
 	$(BIN)/python bench/poem_speed.py
 	$(BIN)/python bench/http_load.py
+	$(BIN)/python bench/abuse.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

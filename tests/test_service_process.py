@@ -28,21 +28,23 @@ def free_port() -> int:
 class Server:
     """`python -m app serve` on a free loopback port with its own store directory."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
         self.store = store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DINO_STORE_DIR": str(store)}
-        env.pop("DINO_ADMIN_TOKEN", None)
-        self.log = open(store.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        environ = {**os.environ, "DINO_STORE_DIR": str(store)}
+        environ.pop("DINO_ADMIN_TOKEN", None)
+        environ.update(env or {})
+        self.log_path = store.parent / f"server-{self.port}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port)],
+                                     cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
         wait_for(lambda: self._ready(), 60, "server ready")
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError("server exited: " + (self.store.parent / f"server-{self.port}.log").read_text())
+            raise RuntimeError("server exited: " + self.log_path.read_text())
         try:
             return self.client.get("/readyz").status_code == 200
         except httpx.TransportError:

@@ -41,6 +41,8 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    data_sha256: str | None = Field(default=None, description="SHA-256 of the uploaded text (kept after it is dropped)")
+    data_bytes: int | None = Field(default=None, description="size of the uploaded text in UTF-8 bytes")
 
 
 class VersionOut(BaseModel):

@@ -11,13 +11,14 @@ used as typed after the text rule of `textnorm` and the model's case rule (`casi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .checkpoint import TrainedModel
-from .errors import InvalidInput
+from .errors import InvalidInput, WorkStopped
 from .model import CharModel, ModelState, Stepper
 from .textnorm import clean_text, collapse_spaces
 from .vocab import describe_chars
@@ -33,9 +34,18 @@ _STALE_ROUNDS = 2  # rounds in a row whose finished names were all repeats: the 
 _MAX_BATCH = 4096
 
 
+StopCheck = Callable[[], bool]
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise InvalidInput(message)
+
+
+def _poll(should_stop: StopCheck | None) -> None:
+    """Raise WorkStopped when the caller's check says so (polled once per generation step)."""
+    if should_stop is not None and should_stop():
+        raise WorkStopped("sampling was stopped before it finished")
 
 
 def is_greedy(temperature: float, top_k: int | None) -> bool:
@@ -112,7 +122,8 @@ class NameOptions:
 
 
 def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch: int,
-              opts: NameOptions, rng: np.random.Generator) -> tuple[list[np.ndarray], int]:
+              opts: NameOptions, rng: np.random.Generator,
+              should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
     """Draw `batch` names continuing the prefix. Returns the continuations (ids, prefix excluded)
     of the rows that ended by themselves within the limits, and the row-steps spent."""
     n0 = len(prefix_ids)
@@ -124,6 +135,7 @@ def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch:
     ended: list[np.ndarray] = []
     work = 0
     for pos in range(opts.max_length - n0 + 1):
+        _poll(should_stop)
         length = n0 + pos  # characters so far
         logits = logits.astype(np.float64)  # a copy we may mask
         if length < max(1, opts.min_length):
@@ -146,10 +158,11 @@ def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch:
     return ended, work
 
 
-def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
+def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None) -> list[str]:
     """`count` distinct names (novel ones only if asked), shown in the model's case style.
 
-    Raises InvalidInput with advice when the work bound (MAX_ROW_STEPS) is spent first.
+    Raises InvalidInput with advice when the work bound (MAX_ROW_STEPS) is spent first, and
+    WorkStopped when `should_stop` (asked once per generation step) answers True.
     """
     prefix = opts.check(model)
     rng = np.random.default_rng(opts.seed)
@@ -165,7 +178,7 @@ def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), (MAX_ROW_STEPS - work) // per_row)
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = _generate(model, step, prefix_ids, batch, opts, rng)
+        rows, spent = _generate(model, step, prefix_ids, batch, opts, rng, should_stop)
         drawn, ended, work = drawn + batch, ended + len(rows), work + spent
         before = len(found)
         for ids in rows:
@@ -225,9 +238,12 @@ class PoemOptions:
         return model.vocab.fold(model.case.model_form(typed))
 
 
-def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
+def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck | None = None) -> str:
     """The continuation of the prompt: `length` characters, or up to `lines` complete lines (a blank
-    line does not count: a run of newlines is no verse)."""
+    line does not count: a run of newlines is no verse).
+
+    `should_stop` is asked once per generated character; when it answers True, WorkStopped is raised.
+    """
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
@@ -237,6 +253,7 @@ def continue_text(model: TrainedModel, opts: PoemOptions) -> str:
     lines = 0
     line_has_text = bool(text.rsplit("\n", 1)[-1].strip())  # the prompt may end mid-line
     for _ in range(limit):
+        _poll(should_stop)
         i = draw(logits, opts.temperature, opts.top_k, rng)
         ch = model.vocab.chars[int(i[0])]
         if ch == "\n":
