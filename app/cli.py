@@ -7,8 +7,10 @@ on stderr; results go to stdout, progress to stderr.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -20,8 +22,9 @@ from .charlm.data import read_text_file
 from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
-from .charlm.store import ModelStore
+from .charlm.store import ModelStore, check_model_name
 from .charlm.train import DEFAULTS, UNLIMITED_EPOCHS, Progress, TrainConfig, train
+from .locations import default_store_dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store() -> ModelStore:
-    return ModelStore(os.environ.get("DINO_STORE_DIR") or None)
+    """The service's store: DINO_STORE_DIR, else model_store/ in a checkout or the per-user data directory."""
+    return ModelStore(os.environ.get("DINO_STORE_DIR") or default_store_dir())
 
 
 def _progress(report: Progress) -> None:
@@ -60,11 +64,18 @@ def cmd_course(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**options).resolved()  # check the options before reading any data
+    store = _store()
+    if args.name is not None and store.is_builtin(check_model_name(args.name)):
+        raise InvalidInput(f"{args.name!r} is a built-in model and cannot be replaced; choose another --name")
     text = read_text_file(args.data)
     model = train(text, config, on_progress=_progress)
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
-    path = save(model, args.out)
-    summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
+    if args.name is None:
+        path, stored = save(model, args.out), {}
+    else:  # a new version of a user model, exactly as POST /train makes it
+        version = store.add_version(args.name, model)
+        path, stored = store.model_dir(args.name, version), {"model": args.name, "version": version}
+    summary = {"out": str(path), **stored, "kind": model.kind, "arch": model.config.arch,
                **model.meta["metrics"], **{k: model.meta["training"][k] for k in ("epochs_run", "seconds")}}
     print(json.dumps(summary))
 
@@ -90,9 +101,26 @@ def cmd_poem(args: argparse.Namespace) -> None:
     print(args.prompt + continue_text(model, opts))
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, with the remedy, when the address is taken (uvicorn would log a traceback-ish error)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.create_server((host, port), family=family).close()  # SO_REUSEADDR, as uvicorn binds
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(f"port {port} is already in use on {host} (another server?): stop it, or choose "
+                               f"another port with --port N (make run: PORT=N make run)") from None
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .api.serve import serve  # the web stack is imported only when serving
 
+    _check_port_free(args.host, args.port)
+    shown = "localhost" if args.host in ("0.0.0.0", "::", "") else args.host
+    where = " (all interfaces)" if shown != args.host else ""
+    print(f"Dinosaurus serving on http://{shown}:{args.port}/{where}; API docs at /docs; Ctrl+C stops it",
+          flush=True)
     serve(args.host, args.port)
 
 
@@ -113,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with the fast trainer")
     p.add_argument("--data", required=True, help="UTF-8 text: one name per line, or a text stream")
-    p.add_argument("--out", required=True, help="model directory to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="model directory to write")
+    out.add_argument("--name", help="store as the next version of user model NAME (as POST /train does)")
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
     for flag, kind, help_text in [
@@ -161,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=os.environ.get("DINO_PORT", "8000"),
+                   help="TCP port (default: $DINO_PORT or 8000)")
     p.set_defaults(func=cmd_serve)
     return parser
 

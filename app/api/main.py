@@ -15,12 +15,15 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+
+from app import __version__
 
 from .deps import Services
 from .jobs import JobStore
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routers import health, jobs, models, names, page, poem, train
+from .routers import health, info, jobs, models, names, page, poem, train
 from .settings import Settings
 from .worker import WORKER_ENV
 
@@ -73,9 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if worker is not None:
                 await asyncio.to_thread(_stop_worker, worker)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
+        favicon_url="/favicon.svg",
         title="Dinosaurus",
-        version="0.1.0",
+        version=__version__,
         description="Character-level language models in NumPy: invent names, complete sonnets, train on your list.",
         lifespan=lifespan,
     )
@@ -127,6 +131,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 services.metrics.observe(label, request.method, status, elapsed)
             log.info("%s %s %d %.1fms", request.method, request.url.path, status, elapsed * 1000)
 
-    for module in (names, poem, train, jobs, models, health, page):
+    for module in (names, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)
     return app
