@@ -1,7 +1,8 @@
 """Command line: `python -m app course|train|eval|sample|poem|serve`.
 
 Every user error (bad option, unusable file, unknown model) ends with exit code 2 and one line
-on stderr; results go to stdout, progress to stderr.
+on stderr; results go to stdout, progress to stderr. Output is UTF-8 whatever the locale, a
+closed pipe (`... | head`) ends the command quietly, and no library warning reaches the terminal.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ import json
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import NoReturn
 
 from .charlm import course
+from .charlm.casing import CASE_CHOICES
 from .charlm.checkpoint import save
-from .charlm.data import read_text_file
 from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore, check_model_name
-from .charlm.train import DEFAULTS, UNLIMITED_EPOCHS, Progress, TrainConfig, train
+from .charlm.textnorm import clean_text, read_text_file
+from .charlm.train import DEFAULTS, Progress, TrainConfig, train
 from .locations import default_store_dir
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,25 +44,43 @@ def _store() -> ModelStore:
     return ModelStore(os.environ.get("DINO_STORE_DIR") or default_store_dir())
 
 
+def duration(seconds: float | None) -> str:
+    """`1h 02m`, `3m 05s` or `42s`, for people reading progress."""
+    if seconds is None:
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def _progress(report: Progress) -> None:
-    val = f"{report.val_loss:.4f}" if report.val_loss is not None else "-"
-    of = f"/{report.epochs}" if report.epochs < UNLIMITED_EPOCHS else ""
-    print(
-        f"epoch {report.epoch}{of} ({report.fraction:.0%})  train {report.train_loss:.4f}  val {val}  "
-        f"{report.chars_per_second:,.0f} chars/s  {report.seconds:.1f}s",
-        file=sys.stderr,
-        flush=True,
-    )
+    if report.event == "plan":
+        plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
+                else "until the time budget is spent")
+        line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"
+    else:
+        steps = f"/{report.steps:,}" if report.steps else ""
+        loss = f"{report.train_loss:.4f}" if report.train_loss is not None else "-"
+        val = f"  val {report.val_loss:.4f}" if report.val_loss is not None else ""
+        of = f"/{report.epochs}" if report.steps else ""
+        where = f"epoch {report.epoch}{of}" if report.event == "epoch" else f"epoch {report.epoch + 1}{of} ..."
+        line = (f"{where}  step {report.step:,}{steps} ({report.fraction:.0%})  train {loss}{val}  "
+                f"{report.chars_per_second:,.0f} chars/s  {duration(report.seconds)} elapsed, "
+                f"{duration(report.eta_seconds)} left")
+    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_course(args: argparse.Namespace) -> None:
     if args.iterations < 1:
         raise InvalidInput("--iterations must be at least 1")
-    data = read_text_file(args.data).lower()
+    data = clean_text(read_text_file(args.data), f"data file {args.data}").lower()
     char_to_ix, ix_to_char = course.dino_vocab()
-    bad = set(data) - set(char_to_ix)
-    if bad:
-        raise InvalidInput(f"the course model knows only a-z and newlines; found {sorted(bad)!r}")
+    for number, line in enumerate(data.split("\n"), start=1):
+        bad = sorted(set(line.strip()) - set(char_to_ix))
+        if bad:
+            raise InvalidInput(f"data file {args.data} line {number}: {bad[0]!r} is not a letter a-z; the course "
+                               "model knows only a-z, one name per line")
     course.model(data, ix_to_char, char_to_ix, num_iterations=args.iterations)
 
 
@@ -164,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults})")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")
+    p.add_argument("--case", choices=CASE_CHOICES, default="auto",
+                   help="auto: fold case when 95%% of the names are lower case or Title, else keep it (default)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="negative log-likelihood per character on a data file")
@@ -198,10 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a real text stream (not a test's capture object)
+            stream.reconfigure(encoding="utf-8", errors="replace")
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else None
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # library warnings are for developers, not for the terminal
+            args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): say nothing, and keep Python from failing again on
+        # its final flush of stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except CharLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from _common import SONNETS, timer, torch_available, torch_update
 
-from app.charlm.data import normalise_text
+from app.charlm.textnorm import clean_text
 from app.charlm.train import DEFAULTS, TrainConfig, train
 from app.charlm.vocab import Vocab
 
@@ -25,7 +25,7 @@ def pytorch() -> float:
     import torch
 
     d = DEFAULTS["text"]
-    text = normalise_text(SONNETS.read_text())
+    text = clean_text(SONNETS.read_text()).lower()
     vocab = Vocab.from_texts([text])
     ids = torch.from_numpy(vocab.encode(text))
     V, H, B, T = vocab.size, d["hidden"], d["batch_size"], d["window"]

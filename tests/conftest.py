@@ -12,6 +12,7 @@ from app.charlm.train import TrainConfig, train
 ROOT = Path(__file__).resolve().parents[1]
 DINOS = ROOT / "data" / "dinos.txt"
 SONNETS = ROOT / "data" / "shakespeare.txt"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,10 @@ def tiny_text_model() -> TrainedModel:
     text = SONNETS.read_text()[:12000]
     config = TrainConfig(kind="text", hidden=32, layers=2, epochs=2, batch_size=16, window=32, seed=3)
     return train(text, config)
+
+
+@pytest.fixture(scope="session")
+def tiny_multiword_model() -> TrainedModel:
+    """A small LSTM on Star Wars character names: two words, inner capitals, so case is kept."""
+    config = TrainConfig(kind="names", hidden=32, layers=1, epochs=6, batch_size=16, seed=3)
+    return train((FIXTURES / "starwars-characters.txt").read_text(encoding="utf-8"), config)

@@ -11,8 +11,11 @@ import pytest
 from app.charlm import checkpoint
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidModel, ModelNotFound
+from app.charlm.evaluate import evaluate
 from app.charlm.sample import NameOptions, sample_names
 from app.charlm.store import ModelStore
+
+from .conftest import FIXTURES
 
 
 def test_round_trip_gives_identical_samples(tiny_names_model: TrainedModel, tmp_path: Path) -> None:
@@ -92,3 +95,23 @@ def test_partial_writes_are_removed(tiny_names_model: TrainedModel, tmp_path: Pa
     assert store.remove_partial_writes() == 2
     assert store.versions("pets") == ["1"] and store.active_version("pets") == "1"
     assert sorted(p.name for p in (tmp_path / "pets").iterdir()) == ["ACTIVE", "versions"]
+
+
+def test_format_version_1_directories_keep_loading(tmp_path: Path) -> None:
+    """A model written by Dinosaurus 0.1.0 (no case fields) folds case and shows Title case."""
+    old = checkpoint.load(FIXTURES / "v1_names_model")
+    assert json.loads((FIXTURES / "v1_names_model" / "model.json").read_text())["format_version"] == 1
+    assert (old.case.mode, old.case.style) == ("fold", "title")
+    names = sample_names(old, NameOptions(count=5, seed=0, prefix="A"))
+    assert all(n[0] == "A" and n[1:] == n[1:].lower() for n in names)
+    assert evaluate(old, "Aachenosaurus\n").nll_per_char == evaluate(old, "aachenosaurus\n").nll_per_char
+    resaved = checkpoint.load(checkpoint.save(old, tmp_path / "again"))  # re-saved in the current format
+    assert resaved.case == old.case
+    assert json.loads((tmp_path / "again" / "model.json").read_text())["format_version"] == checkpoint.FORMAT_VERSION
+
+
+def test_case_round_trips(tiny_multiword_model: TrainedModel, tmp_path: Path) -> None:
+    loaded = checkpoint.load(checkpoint.save(tiny_multiword_model, tmp_path / "m"))
+    assert loaded.case == tiny_multiword_model.case and loaded.case.mode == "keep"
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (meta["case"], meta["case_style"]) == ("keep", "lower")

@@ -112,3 +112,63 @@ def test_eval_text_model(tmp_path: Path) -> None:
     scores = json.loads(run("eval", "--model", "shakespeare", "--data", str(sample)).stdout)
     assert scores["chars"] == len(sample.read_text()) - 1 and scores["items"] == 2
     assert 0.5 < scores["nll_per_char"] < 3.0
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_course_reads_windows_and_old_mac_line_endings(tmp_path: Path, newline: str) -> None:
+    copy = tmp_path / "dinos.txt"
+    copy.write_bytes(DINOS.read_text().replace("\n", newline).encode())
+    proc = run("course", "--data", str(copy), "--iterations", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == run("course", "--iterations", "1").stdout  # the notebook's own numbers
+
+
+def test_utf16_files_with_a_byte_order_mark_train_and_evaluate(tmp_path: Path) -> None:
+    names = "Łódź\nŁeba\nŁomża\nŁowicz\nŁańcut\nŁuków\nŁask\nŁęczyca\n"
+    data = tmp_path / "towns.txt"
+    data.write_bytes(names.encode("utf-16"))  # Python writes the byte-order mark, as Notepad does
+    out = tmp_path / "towns"
+    proc = run("train", "--data", str(data), "--out", str(out), "--hidden", "8", "--layers", "1", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(run("eval", "--model", str(out), "--data", str(data)).stdout)["items"] == 8
+    # A Windows user redirecting output gets a cp1252 stdout: the names still come out, in UTF-8.
+    env = {**os.environ, "PYTHONIOENCODING": "cp1252"}
+    sample = subprocess.run([sys.executable, "-m", "app", "sample", "--model", str(out), "--count", "3",
+                             "--prefix", "Ł", "--seed", "1"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert sample.returncode == 0 and sample.stderr == b"", sample.stderr
+    lines = sample.stdout.decode("utf-8").split()
+    assert len(lines) == 3 and all(n.startswith("Ł") for n in lines)
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "app", "poem", "--length", "2000", "--seed", "1"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the poem is written (as `| head -c 20` once it has read)
+    assert proc.wait(60) == 141  # 128 + SIGPIPE, like any Unix tool
+    assert proc.stderr.read() == b""
+
+
+def test_extreme_temperature_gives_words_and_no_warnings() -> None:
+    proc = run("poem", "--temperature", "1e-310", "--length", "80", "--prompt", "thy ")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert sum(c.isalpha() for c in proc.stdout) > 40
+    assert_clean_error(run("sample", "--temperature", "1e-310", "--count", "3"), "ask for count 1")
+
+
+def test_case_option_and_bad_lines(tmp_path: Path) -> None:
+    data = tmp_path / "heroes.txt"
+    data.write_text("Peter Parker\nMary Jane\n\tTony\u00a0Stark\r\nBruce  Wayne\n", encoding="utf-8")
+    out = tmp_path / "heroes"
+    proc = run("train", "--data", str(data), "--out", str(out), "--hidden", "8", "--layers", "1", "--epochs", "1",
+               "--case", "fold")
+    assert proc.returncode == 0, proc.stderr
+    model = json.loads((out / "model.json").read_text())
+    assert (model["case"], model["case_style"]) == ("fold", "title")
+    assert "tony stark" in (out / "names.txt").read_text().split("\n")  # tab, no-break space, CRLF cleaned
+    bell = tmp_path / "bell.txt"
+    bell.write_text("Rex\nT\arex\n")
+    assert_clean_error(run("train", "--data", str(bell), "--out", str(tmp_path / "x")), "line 2")
+    long = tmp_path / "long.txt"
+    long.write_text("Rex\n" * 3 + "Ab" * 40 + "\n")
+    assert_clean_error(run("train", "--data", str(long), "--out", str(tmp_path / "x")), "line 4")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput
-from app.charlm.sample import NameOptions, PoemOptions, continue_text, draw, sample_names
+from app.charlm.sample import GREEDY_BELOW, NameOptions, PoemOptions, continue_text, draw, sample_names
+from app.charlm.store import ModelStore
 
 
 def test_draw_respects_top_k_and_temperature() -> None:
@@ -44,7 +47,7 @@ def test_novel_excludes_training_names(tiny_names_model: TrainedModel) -> None:
 
 def test_impossible_request_fails_clearly(tiny_names_model: TrainedModel) -> None:
     # Names of exactly one letter after the prefix "a": at most 26 distinct exist.
-    with pytest.raises(InvalidInput, match="could only generate"):
+    with pytest.raises(InvalidInput, match="found only 26 distinct names of the 100 asked"):
         sample_names(tiny_names_model, NameOptions(count=100, prefix="a", min_length=2, max_length=2, seed=0))
 
 
@@ -58,6 +61,8 @@ def test_impossible_request_fails_clearly(tiny_names_model: TrainedModel) -> Non
         (NameOptions(min_length=10, max_length=5), "min-length"),
         (NameOptions(max_length=0), "max-length"),
         (NameOptions(prefix="x1"), "'1'"),
+        (NameOptions(prefix="caf\u00e9"), "'\u00e9'"),  # used as typed: never silently changed to 'cafe'
+        (NameOptions(prefix="tyrannosaurus", max_length=12), "raise max-length to 13"),
     ],
 )
 def test_bad_name_options(tiny_names_model: TrainedModel, opts: NameOptions, message: str) -> None:
@@ -87,3 +92,75 @@ def test_kinds_are_not_mixed(tiny_names_model: TrainedModel, tiny_text_model: Tr
         continue_text(tiny_names_model, PoemOptions())
     with pytest.raises(InvalidInput, match="text"):
         sample_names(tiny_text_model, NameOptions())
+
+
+def greedy_continuation(model: TrainedModel, start: str, limit: int) -> str:
+    """The likeliest continuation, by re-running the whole-sequence forward pass for every
+    character (an independent path: the sampler steps one character at a time)."""
+    ids = [0, *model.vocab.encode(start).tolist()]
+    out = ""
+    for _ in range(limit):
+        logits, _, _ = model.net.forward(model.params, np.array(ids)[:, None], model.net.zero_state(1))
+        nxt = int(np.argmax(logits[-1, 0]))
+        if nxt == 0 and model.kind == "names":
+            return out
+        out += model.vocab.chars[nxt]
+        ids.append(nxt)
+    return out + ("\u2026" if model.kind == "names" else "")  # a names row that never ended
+
+
+def test_near_zero_temperature_is_the_greedy_limit(tiny_names_model: TrainedModel) -> None:
+    sonnets = ModelStore().load("shakespeare")
+    likeliest = greedy_continuation(tiny_names_model, "", 40)
+    assert not likeliest.endswith("\u2026")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning may escape
+        for temperature in (1e-310, GREEDY_BELOW / 2):
+            got = sample_names(tiny_names_model, NameOptions(count=1, temperature=temperature, seed=1))
+            assert got == [likeliest.capitalize()]
+        assert sample_names(tiny_names_model, NameOptions(count=1, top_k=1)) == [likeliest.capitalize()]
+        poem = continue_text(sonnets, PoemOptions(prompt="thy ", length=60, temperature=1e-310))
+    # Float32 sums in another order can flip a near tie late in a long greedy run: compare the start.
+    assert poem[:30] == greedy_continuation(sonnets, "\nthy ", 30)
+    assert sum(c.isalpha() for c in poem) > 30  # words, not a run of newlines
+
+
+def test_greedy_gives_one_name_and_says_so(tiny_names_model: TrainedModel) -> None:
+    for opts in (NameOptions(count=2, top_k=1), NameOptions(count=5, temperature=1e-310)):
+        with pytest.raises(InvalidInput, match="ask for count 1"):
+            sample_names(tiny_names_model, opts)
+
+
+def test_names_that_do_not_end_by_max_length_are_never_cut(tiny_names_model: TrainedModel) -> None:
+    likeliest = greedy_continuation(tiny_names_model, "", 40)
+    n = len(likeliest)
+    assert sample_names(tiny_names_model, NameOptions(count=1, top_k=1, max_length=n)) == [likeliest.capitalize()]
+    with pytest.raises(InvalidInput, match=f"does not end within max-length {n - 1}"):
+        sample_names(tiny_names_model, NameOptions(count=1, top_k=1, max_length=n - 1))  # not the cut "likelies"
+
+
+def test_short_names_are_whole_names_or_a_clear_refusal(tiny_names_model: TrainedModel) -> None:
+    names = sample_names(tiny_names_model, NameOptions(count=40, seed=4, max_length=7))
+    assert all(len(n) <= 7 for n in names)
+    # Cutting rows at the limit (the old behaviour) put almost every name at exactly 7 letters.
+    assert sum(len(n) == 7 for n in names) < 20
+    # Over 26 letters at most 26 + 26 * 26 = 702 names of one or two letters exist.
+    with pytest.raises(InvalidInput, match="found only") as refused:
+        sample_names(tiny_names_model, NameOptions(count=1000, seed=4, max_length=2))
+    assert "raise max-length above 2" in str(refused.value) or "ask for at most" in str(refused.value)
+
+
+def test_prefix_with_a_space_is_used_as_typed(tiny_multiword_model: TrainedModel) -> None:
+    model = tiny_multiword_model
+    assert model.case.mode == "keep"
+    for prefix in ("Darth ", "Darth\t", "Darth\u00a0"):
+        names = sample_names(model, NameOptions(count=15, seed=2, prefix=prefix))
+        assert all(n.startswith("Darth ") and len(n) > len("Darth ") for n in names), names
+    names = sample_names(model, NameOptions(count=20, seed=3))
+    assert all(n == n.strip() and "  " not in n for n in names)  # spaces never start, end or double
+    with pytest.raises(InvalidInput, match="raise max-length to 7"):  # "Darth " and at least one more letter
+        sample_names(model, NameOptions(prefix="Darth ", max_length=5))
+    with pytest.raises(InvalidInput, match="starts with a space"):
+        sample_names(model, NameOptions(prefix=" Darth"))
+    with pytest.raises(InvalidInput, match="control character"):
+        sample_names(model, NameOptions(prefix="Da\x1brth"))

@@ -8,9 +8,9 @@ import pytest
 from app.charlm.data import parse_names
 from app.charlm.errors import InvalidInput, TrainingCancelled
 from app.charlm.evaluate import evaluate
-from app.charlm.train import DEFAULTS, Progress, TrainConfig, train
+from app.charlm.train import DEFAULTS, Progress, TrainConfig, eta_seconds, expected_seconds, train
 
-from .conftest import DINOS, SONNETS
+from .conftest import DINOS, FIXTURES, SONNETS
 
 SMALL = dict(hidden=24, layers=1, epochs=2, batch_size=64)
 
@@ -29,7 +29,7 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
 def test_training_beats_uniform_and_reports_progress(arch: str) -> None:
     reports: list[Progress] = []
     model = train(DINOS.read_text(), TrainConfig(arch=arch, hidden=48, layers=1, epochs=4, batch_size=32),
-                  on_progress=reports.append)
+                  on_progress=lambda p: reports.append(p) if p.event == "epoch" else None)
     assert [r.epoch for r in reports] == [1, 2, 3, 4]
     assert reports[-1].train_loss < reports[0].train_loss
     val = model.meta["metrics"]["val_nll_per_char"]
@@ -99,3 +99,58 @@ def test_parallel_stream_scoring_matches_one_stream(tiny_text_model) -> None:  #
     assert abs(one - four) / one < 0.01  # only the context at three cuts differs
     exact, _ = text_nll(tiny_text_model.net, tiny_text_model.params, ids, streams=1, chunk=7)
     assert abs(one - exact) < 1e-6 * one  # chunking never changes the score
+
+
+SHORT_TEXT = "shall i compare thee to a summer's day? thou art more lovely and more temperate: rough winds do shak"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_short_text_verdict_does_not_depend_on_the_seed(seed: int) -> None:
+    # 100 characters, 10% (10) held out: 90 to train on. A batch of B streams needs 2B + 1.
+    assert len(SHORT_TEXT) == 100
+    config = dict(kind="text", hidden=8, layers=1, epochs=3, window=16, seed=seed)
+    train(SHORT_TEXT, TrainConfig(batch_size=1, **config))  # type: ignore[arg-type]
+    train(SHORT_TEXT, TrainConfig(batch_size=44, **config))  # type: ignore[arg-type]  # 2 * 44 + 1 = 89 <= 90
+    with pytest.raises(InvalidInput, match="90 characters to train on .* use --batch-size 44 or less"):
+        train(SHORT_TEXT, TrainConfig(batch_size=45, **config))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="use a longer text"):
+        train("ab", TrainConfig(batch_size=1, val_fraction=0.0, **{k: v for k, v in config.items()}))  # type: ignore[arg-type]
+
+
+def test_case_is_learnt_from_the_list() -> None:
+    text = (FIXTURES / "starwars-characters.txt").read_text(encoding="utf-8")
+    kept = train(text, TrainConfig(**SMALL))  # type: ignore[arg-type]
+    assert kept.case.mode == "keep" and "Luke Skywalker" in kept.names and "S" in kept.vocab.chars
+    folded = train(text, TrainConfig(case="fold", **SMALL))  # type: ignore[arg-type]
+    assert folded.case.mode == "fold" and "luke skywalker" in folded.names
+    assert not any(c.isupper() for c in folded.vocab.chars)
+    # eval follows the model: a folded model scores "LUKE SKYWALKER" as "luke skywalker".
+    assert evaluate(folded, "LUKE SKYWALKER").nll_per_char == evaluate(folded, "luke skywalker").nll_per_char
+    with pytest.raises(InvalidInput, match="'L'"):
+        evaluate(train("anna\nbob\n", TrainConfig(case="keep", **SMALL)), "Luke")  # type: ignore[arg-type]
+
+
+def test_duration_arithmetic() -> None:
+    # 100 steps of 0.5 s and 4 validations of 2 s: 58 s; a budget of 30 s caps it.
+    assert expected_seconds(0.5, 100, 2.0, 4, None) == 58.0
+    assert expected_seconds(0.5, 100, 2.0, 4, 30.0) == 30.0
+    assert expected_seconds(0.5, None, 2.0, None, 30.0) == 30.0
+    # 12 s for 10 of 100 steps: 108 s to go at that pace, unless the budget ends sooner.
+    assert eta_seconds(12.0, 10, 100, None) == pytest.approx(108.0)
+    assert eta_seconds(12.0, 10, 100, 50.0) == pytest.approx(38.0)
+    assert eta_seconds(12.0, 0, 100, None) is None
+
+
+def test_plan_comes_first_and_steps_are_reported_within_epochs() -> None:
+    reports: list[Progress] = []
+    model = train(DINOS.read_text(), TrainConfig(hidden=16, layers=1, epochs=2, batch_size=64),
+                  on_progress=reports.append, report_every=0.0)
+    # 1,524 distinct names, 5% (76) held out: 1,448 to train on, in ceil(1448 / 64) = 23 batches.
+    plan = reports[0]
+    assert plan.event == "plan" and plan.steps == 46 and plan.step == 0 and (plan.eta_seconds or 0) > 0
+    assert [r.event for r in reports].count("epoch") == 2
+    steps = [r for r in reports if r.event == "step"]
+    assert len(steps) == 46  # report_every 0: after every step
+    assert all(r.val_loss is None and r.train_loss is not None for r in steps)
+    assert [r.step for r in reports if r.event == "epoch"] == [23, 46] and reports[-1].eta_seconds == 0.0
+    assert model.meta["training"]["expected_seconds"] == pytest.approx(plan.eta_seconds, abs=0.01)

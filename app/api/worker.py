@@ -57,10 +57,10 @@ class Worker:
             return cancelled or self.stopping or not self.parent_alive()
 
         def on_progress(p: Progress) -> None:
-            history.append({"epoch": p.epoch, "train_loss": round(p.train_loss, 4),
-                            "val_loss": None if p.val_loss is None else round(p.val_loss, 4)})
-            eta = p.seconds * (1 - p.fraction) / p.fraction if p.fraction > 0 else None
-            self.jobs.report(job_id, p.fraction, p.epoch, history, eta)
+            if p.event == "epoch":
+                history.append({"epoch": p.epoch, "train_loss": _rounded(p.train_loss),
+                                "val_loss": _rounded(p.val_loss), "seconds": round(p.seconds, 1)})
+            self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds)
 
         log.info("job %s: training model %r", job_id, job["model"])
         try:
@@ -87,6 +87,10 @@ class Worker:
             return
         self.jobs.finish(job_id, "succeeded", version=version)
         log.info("job %s: model %r version %s is active", job_id, job["model"], version)
+
+
+def _rounded(loss: float | None) -> float | None:
+    return None if loss is None else round(loss, 4)
 
 
 def main(argv: list[str] | None = None) -> None:

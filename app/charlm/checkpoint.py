@@ -16,14 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from .casing import CasePolicy
 from .errors import InvalidModel
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig
 from .vocab import Vocab
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added `case` and `case_style`; version 1 directories load as fold/Title
+READABLE_VERSIONS = (1, 2)
 KINDS = ("names", "text")
-_CONFIG_KEYS = ("format_version", "kind", "arch", "hidden", "layers", "dropout", "weight_drop", "vocab")
+_CONFIG_KEYS = ("format_version", "kind", "arch", "hidden", "layers", "dropout", "weight_drop", "vocab",
+                "case", "case_style")
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,9 @@ class TrainedModel:
     config: ModelConfig
     vocab: Vocab
     params: Params
-    names: tuple[str, ...] = ()  # training names of a names model, for --novel
+    names: tuple[str, ...] = ()  # training names of a names model (model form), for --novel
     meta: dict[str, Any] = field(default_factory=dict)  # training options, metrics, data hash
+    case: CasePolicy = CasePolicy()
 
     @property
     def net(self) -> CharModel:
@@ -60,6 +64,7 @@ def _metadata(model: TrainedModel) -> dict[str, Any]:
         "dropout": cfg.dropout,
         "weight_drop": cfg.weight_drop,
         "vocab": list(model.vocab.chars),
+        **model.case.to_meta(),
         **model.meta,
     }
 
@@ -107,14 +112,16 @@ def load(directory: str | Path) -> TrainedModel:
     except (ValueError, UnicodeDecodeError):
         raise InvalidModel(f"{d.name}: model.json is not valid JSON") from None
     _require(isinstance(meta, dict), d, "model.json is not an object")
-    _require(meta.get("format_version") == FORMAT_VERSION, d,
-             f"unsupported format version {meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+    _require(meta.get("format_version") in READABLE_VERSIONS, d,
+             f"unsupported format version {meta.get('format_version')!r} (this version reads "
+             f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade Dinosaurus")
     _require(meta.get("kind") in KINDS, d, f"unknown kind {meta.get('kind')!r}")
     _require(meta.get("arch") in ARCHS, d, f"unknown architecture {meta.get('arch')!r}")
     try:
         vocab = Vocab(tuple(meta["vocab"]))
         config = ModelConfig(meta["arch"], vocab.size, int(meta["hidden"]), int(meta["layers"]),
                              float(meta.get("dropout", 0.0)), float(meta.get("weight_drop", 0.0)))
+        case = CasePolicy.from_meta(meta)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidModel(f"{d.name}: bad model.json ({exc})") from None
     _require(config.hidden > 0 and config.layers > 0, d, "hidden and layers must be positive")
@@ -136,5 +143,5 @@ def load(directory: str | Path) -> TrainedModel:
     extra = {k: v for k, v in meta.items() if k not in _CONFIG_KEYS}
     for array in params.values():
         array.setflags(write=False)
-    return TrainedModel(meta["kind"], config, vocab, params, names, extra)
+    return TrainedModel(meta["kind"], config, vocab, params, names, extra, case)
 

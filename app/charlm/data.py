@@ -1,76 +1,46 @@
-"""Reading and normalising training data: name lists (one per line) and text streams."""
+"""Name lists: the checks a names model needs, and padded batches of encoded names."""
 
 from __future__ import annotations
 
-import hashlib
-import unicodedata
-from pathlib import Path
-
 import numpy as np
 
+from .casing import CasePolicy
 from .errors import InvalidInput
+from .textnorm import name_lines
 from .vocab import Vocab, describe_chars
 
 MAX_NAME_LENGTH = 60
-MAX_VOCAB = 200
+MAX_VOCAB = 1000  # distinct characters; room for a list of names in kanji, hangul or hanzi
 
 
-def decode_text(raw: bytes, source: str = "input") -> str:
-    """UTF-8 text with no NUL bytes, else InvalidInput naming the source."""
-    if b"\x00" in raw:
-        raise InvalidInput(f"{source} looks binary (it contains NUL bytes); expected UTF-8 text")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{source} is not UTF-8 text (bad byte at offset {exc.start})") from None
-    if not text.strip():
-        raise InvalidInput(f"{source} is empty")
-    return text
+def parse_names(text: str, source: str = "data") -> list[str]:
+    """Every line that holds a name, cleaned (textnorm's rule, case untouched), duplicates kept."""
+    return [name for _, name in name_lines(text, source)]
 
 
-def read_text_file(path: str | Path) -> str:
-    """Read a UTF-8 data file, turning every way it can be unusable into InvalidInput."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidInput(f"data file not found: {path}")
-    return decode_text(p.read_bytes(), f"data file {path}")
+def check_names(text: str, min_distinct: int = 1, source: str = "data") -> list[str]:
+    """Distinct cleaned names in first-seen order, after the limits a names model needs.
 
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def normalise_name(line: str) -> str:
-    """How a name is seen by a names model: NFC, stripped, lowercased."""
-    return unicodedata.normalize("NFC", line).strip().lower()
-
-
-def normalise_text(text: str) -> str:
-    """How a text model sees its stream: NFC, lowercased (as the course does), '\\n' newlines."""
-    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").lower()
-
-
-def parse_names(text: str) -> list[str]:
-    """Every non-empty line as a normalised name, in file order (duplicates kept)."""
-    names = [normalise_name(line) for line in text.splitlines()]
-    return [n for n in names if n]
-
-
-def check_names(names: list[str], min_distinct: int = 1) -> list[str]:
-    """Distinct names in first-seen order, after checking the limits a names model needs."""
-    distinct = list(dict.fromkeys(names))
+    Raises InvalidInput naming the first line over the length limit, or the shortfall.
+    """
+    lines = name_lines(text, source)
+    for number, name in lines:
+        if len(name) > MAX_NAME_LENGTH:
+            raise InvalidInput(f"{source} line {number}: name of {len(name)} characters is longer than the limit of "
+                               f"{MAX_NAME_LENGTH} ({name[:20]!r}...); shorten or split it")
+    distinct = list(dict.fromkeys(name for _, name in lines))
     if len(distinct) < min_distinct:
-        raise InvalidInput(f"need at least {min_distinct} distinct names, got {len(distinct)}")
-    for n in distinct:
-        if len(n) > MAX_NAME_LENGTH:
-            raise InvalidInput(f"name longer than {MAX_NAME_LENGTH} characters: {n[:30]!r}...")
-        bad = {c for c in n if not c.isprintable()}
-        if bad:
-            raise InvalidInput(f"names contain non-printable characters: {describe_chars(bad)}")
+        raise InvalidInput(f"{source} has {len(distinct)} distinct names; at least {min_distinct} distinct "
+                           "names are needed, one per line")
     alphabet = set("".join(distinct))
     if len(alphabet) > MAX_VOCAB:
-        raise InvalidInput(f"too many distinct characters ({len(alphabet)} > {MAX_VOCAB})")
+        raise InvalidInput(f"{source} uses {len(alphabet)} distinct characters; the limit is {MAX_VOCAB}")
     return distinct
+
+
+def model_names(distinct: list[str], case: CasePolicy) -> list[str]:
+    """The names as the model learns them (case folded or kept), distinct, in first-seen order."""
+    return list(dict.fromkeys(case.model_form(n) for n in distinct))
 
 
 def names_batch(encoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

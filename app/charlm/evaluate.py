@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import TrainedModel
-from .data import encode_names, names_batch, normalise_text, parse_names
+from .data import encode_names, names_batch, parse_names
 from .errors import InvalidInput
 from .layers import Params
 from .model import CharModel, log_softmax
+from .textnorm import clean_text
 
 
 def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512) -> tuple[float, int]:
@@ -59,16 +60,17 @@ class EvalResult:
 
 
 def evaluate(model: TrainedModel, raw_text: str) -> EvalResult:
-    """Score a data file as the contract says: names line by line, text as one stream."""
+    """Score a data file as the contract says: names line by line, text as one stream, each cleaned
+    (textnorm) and case-folded as the model was trained."""
     net = model.net
     if model.kind == "names":
-        names = parse_names(raw_text)
+        names = [model.case.model_form(n) for n in parse_names(raw_text)]
         if not names:
             raise InvalidInput("no names to evaluate")
         total, count = names_nll(net, model.params, encode_names(model.vocab, names))
         items = len(names)
     else:
-        text = normalise_text(raw_text)
+        text = model.case.model_form(clean_text(raw_text, "data"))
         if len(text) < 2:
             raise InvalidInput("text to evaluate needs at least two characters")
         total, count = text_nll(net, model.params, model.vocab.encode(text))

@@ -1,4 +1,13 @@
-"""Sampling: many names in one batch through the network, and poems that continue a prompt."""
+"""Sampling: many names in one batch through the network, and poems that continue a prompt.
+
+Names obey three rules. Every returned name ended by itself (the model drew the end token)
+within [min_length, max_length]: a row that reaches max_length without ending is thrown away
+and drawn again, which conditions the model exactly on the upper limit; before min_length the
+end token is masked (short names are lengthened rather than discarded, so names near the lower
+limit are a little over-represented compared with exact conditioning). A space never starts or
+ends a name and never follows another (masked: no training name has one there). A prefix is
+used as typed after the text rule of `textnorm` and the model's case rule (`casing`).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +17,18 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import TrainedModel
-from .data import normalise_name
 from .errors import InvalidInput
 from .model import CharModel, ModelState, Stepper
+from .textnorm import clean_text, collapse_spaces
 from .vocab import describe_chars
 
 MAX_COUNT = 1000
 MAX_NAME_CHARS = 100
 MAX_POEM_CHARS = 2000
 MAX_PROMPT_CHARS = 200
-_MAX_ROUNDS = 30
+GREEDY_BELOW = 1e-3  # below this a temperature is its limit 0: a rival a logit 0.02 behind has odds < e^-20
+MAX_ROW_STEPS = 400_000  # work bound of one names request: rows drawn x characters per row (a few seconds)
+_MAX_BATCH = 4096
 
 
 def _check(cond: bool, message: str) -> None:
@@ -25,14 +36,26 @@ def _check(cond: bool, message: str) -> None:
         raise InvalidInput(message)
 
 
+def is_greedy(temperature: float, top_k: int | None) -> bool:
+    """True when sampling always takes the likeliest character (top-k 1, or temperature near 0)."""
+    return top_k == 1 or temperature < GREEDY_BELOW
+
+
 def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> np.ndarray:
-    """One categorical draw per row of logits (B, V), after temperature and top-k."""
-    z = logits.astype(np.float64) / temperature
+    """One categorical draw per row of logits (B, V), after temperature and top-k.
+
+    Masked entries are -inf. Logits are shifted so the likeliest is exactly 0 before dividing by
+    the temperature, so nothing overflows; greedy settings (see `is_greedy`) take the argmax.
+    """
+    z = logits.astype(np.float64)
+    if is_greedy(temperature, top_k):
+        return np.asarray(z.argmax(axis=1))
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
+    z = (z - z.max(axis=1, keepdims=True)) / temperature
+    with np.errstate(under="ignore"):
+        p = np.exp(z)
     cdf = np.cumsum(p, axis=1)
     u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
@@ -61,7 +84,7 @@ class NameOptions:
     novel: bool = False
 
     def check(self, model: TrainedModel) -> str:
-        """Validate the options; returns the prefix normalised as the model sees names."""
+        """Validate the options; returns the prefix as the model reads it (cleaned, case per model)."""
         _check(model.kind == "names", "this model generates text, not names; use a names model")
         _check(1 <= self.count <= MAX_COUNT, f"count must be between 1 and {MAX_COUNT}")
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
@@ -69,61 +92,103 @@ class NameOptions:
         _check(1 <= self.max_length <= MAX_NAME_CHARS, f"max-length must be between 1 and {MAX_NAME_CHARS}")
         _check(0 <= self.min_length <= self.max_length, "min-length must be between 0 and max-length")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
-        prefix = model.vocab.fold(normalise_name(self.prefix))
+        _check(self.count == 1 or not is_greedy(self.temperature, self.top_k),
+               f"greedy sampling (top-k 1 or a temperature below {GREEDY_BELOW:g}) always gives the same single "
+               f"name; ask for count 1, or for several names use a temperature of at least {GREEDY_BELOW:g} "
+               "and top-k of at least 2")
+        prefix = model.case.model_form(collapse_spaces(clean_text(self.prefix, "prefix")))
+        _check(not prefix.startswith(" "), "prefix starts with a space, and names never do; remove the space")
         bad = model.vocab.unknown(prefix)
-        _check(not bad, f"prefix has characters the model does not know: {describe_chars(bad)}")
-        _check(len(prefix) < self.max_length, "prefix must be shorter than max-length")
+        _check(not bad, f"prefix has characters the model does not know: {describe_chars(bad)}; "
+                        "use only characters that occur in its training names")
+        shortest = len(prefix) + prefix.endswith(" ")  # a space must be followed by a letter
+        _check(shortest <= self.max_length, f"prefix {self.prefix!r} needs names of at least {shortest} characters, "
+                                            f"more than max-length {self.max_length}; raise max-length to {shortest}")
         return prefix
 
 
 def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch: int,
-              opts: NameOptions, rng: np.random.Generator) -> np.ndarray:
-    """One batch of continuations as (batch, steps) ids, 0-padded; rows leave the batch as they end."""
-    start = np.concatenate([[0], prefix_ids]).astype(np.int64)
-    logits, state = _prime(model.net, step, model.params["Wy"].dtype, start, batch)
-    steps = opts.max_length - len(prefix_ids)
-    out = np.zeros((batch, steps), dtype=np.int64)
+              opts: NameOptions, rng: np.random.Generator) -> tuple[list[np.ndarray], int]:
+    """Draw `batch` names continuing the prefix. Returns the continuations (ids, prefix excluded)
+    of the rows that ended by themselves within the limits, and the row-steps spent."""
+    n0 = len(prefix_ids)
+    space = model.vocab.index.get(" ")
+    logits, state = _prime(model.net, step, model.params["Wy"].dtype, np.concatenate([[0], prefix_ids]), batch)
+    last = np.full(batch, prefix_ids[-1] if n0 else 0)  # 0: the start of the name
+    out = np.zeros((batch, opts.max_length - n0), dtype=np.int64)
     alive = np.arange(batch)
-    for pos in range(steps):
-        if len(prefix_ids) + pos < opts.min_length:
-            logits = logits.copy()
+    ended: list[np.ndarray] = []
+    work = 0
+    for pos in range(opts.max_length - n0 + 1):
+        length = n0 + pos  # characters so far
+        logits = logits.astype(np.float64)  # a copy we may mask
+        if length < max(1, opts.min_length):
             logits[:, 0] = -np.inf  # the end token may not come before min_length
+        if space is not None:
+            logits[last == space, 0] = -np.inf
+            logits[(last == space) | (last == 0), space] = -np.inf
         ids = draw(logits, opts.temperature, opts.top_k, rng)
+        work += len(alive)
+        stop = ids == 0
+        ended.extend(out[r, :pos].copy() for r in alive[stop])
+        keep = ~stop
+        if length == opts.max_length or not keep.any():
+            break  # rows still going have hit max_length: they are thrown away
+        alive, ids = alive[keep], ids[keep]
         out[alive, pos] = ids
-        keep = ids != 0
-        if not keep.all():
-            if not keep.any():
-                break
-            alive, ids = alive[keep], ids[keep]
-            state = [tuple(a[keep] for a in s) for s in state]
+        last = ids
+        state = [tuple(a[keep] for a in s) for s in state]
         logits, state = step(ids, state)
-    return out
+    return ended, work
 
 
 def sample_names(model: TrainedModel, opts: NameOptions) -> list[str]:
-    """`count` distinct names (novel ones only if asked), first letter capitalised."""
+    """`count` distinct names (novel ones only if asked), shown in the model's case style.
+
+    Raises InvalidInput with advice when the work bound (MAX_ROW_STEPS) is spent first.
+    """
     prefix = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     prefix_ids = model.vocab.encode(prefix)
     excluded = set(model.names) if opts.novel else set()
     found: dict[str, None] = {}
     step = model.net.stepper(model.params)
-    for _ in range(_MAX_ROUNDS):
+    per_row = opts.max_length - len(prefix) + 1  # the most draws one row can take
+    drawn = ended = work = 0
+    while len(found) < opts.count:
         need = opts.count - len(found)
-        if need <= 0:
+        share = (ended + 1) / (drawn + 1)  # rows that end within the limits, so far (add-one estimate)
+        batch = min(_MAX_BATCH, int(need / share * 1.15) + 2, (MAX_ROW_STEPS - work) // per_row)
+        if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        batch = min(4096, need + need // 8 + 2)  # a little extra for duplicates and rejects
-        for row in _generate(model, step, prefix_ids, batch, opts, rng):
-            name = prefix + model.vocab.decode(row[: int(np.argmin(row))] if not row.all() else row)
-            if name and name not in excluded and name not in found:
+        rows, spent = _generate(model, step, prefix_ids, batch, opts, rng)
+        drawn, ended, work = drawn + batch, ended + len(rows), work + spent
+        for ids in rows:
+            name = prefix + model.vocab.decode(ids)
+            if name not in excluded and name not in found:
                 found[name] = None
                 if len(found) == opts.count:
                     break
     if len(found) < opts.count:
-        kind = "novel distinct" if opts.novel else "distinct"
-        raise InvalidInput(f"could only generate {len(found)} {kind} names of the {opts.count} asked; "
-                           "ask for fewer, raise the temperature or relax the length limits")
-    return [n[:1].upper() + n[1:] for n in found]
+        raise InvalidInput(_shortfall(model, opts, prefix, len(found), drawn, ended))
+    return [model.case.display(n) for n in found]
+
+
+def _shortfall(model: TrainedModel, opts: NameOptions, prefix: str, found: int, drawn: int, ended: int) -> str:
+    """Why a names request fell short, with the change that would make it work."""
+    kind = "novel distinct" if opts.novel else "distinct"
+    head = f"found only {found} {kind} names of the {opts.count} asked"
+    if is_greedy(opts.temperature, opts.top_k):
+        why = "the training list already has it" if ended else f"it does not end within max-length {opts.max_length}"
+        return (f"{head}: greedy sampling gives one name and {why}; use a temperature of at least "
+                f"{GREEDY_BELOW:g}" + ("" if ended else " or raise max-length"))
+    if ended < opts.count:
+        lengths = sorted(len(n) for n in model.names) or [opts.max_length]
+        return (f"{head}: only {ended} of {drawn} drawn names ({ended / max(drawn, 1):.1%}) end by themselves "
+                f"within max-length {opts.max_length}; raise max-length above {opts.max_length} (9 in 10 "
+                f"training names have at most {lengths[int(0.9 * (len(lengths) - 1))]} characters)")
+    return (f"{head}: at these settings the model keeps repeating {found} names; ask for at most {found}, "
+            "raise the temperature, or loosen the prefix and length limits")
 
 
 @dataclass(frozen=True)
@@ -136,7 +201,8 @@ class PoemOptions:
     seed: int | None = None
 
     def check(self, model: TrainedModel) -> str:
-        """Validate; returns the prompt as the model reads it (folded to known characters, lowercased)."""
+        """Validate; returns the prompt as the model reads it (cleaned, case per model, typographic
+        characters the model lacks folded to plain ones it knows)."""
         _check(model.kind == "text", "this model generates names, not text; use a text model")
         _check(len(self.prompt) <= MAX_PROMPT_CHARS, f"prompt must be at most {MAX_PROMPT_CHARS} characters")
         _check(1 <= self.length <= MAX_POEM_CHARS, f"length must be between 1 and {MAX_POEM_CHARS}")
@@ -144,7 +210,7 @@ class PoemOptions:
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
         _check(self.top_k is None or self.top_k >= 1, "top-k must be at least 1")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
-        text = model.vocab.fold(self.prompt.replace("\r\n", "\n").lower())
+        text = model.vocab.fold(model.case.model_form(clean_text(self.prompt, "prompt")))
         bad = model.vocab.unknown(text)
         _check(not bad, f"prompt has characters the model does not know: {describe_chars(bad)}")
         return text

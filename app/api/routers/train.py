@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
 
-from app.charlm.data import check_names, decode_text, parse_names
+from app.charlm.data import check_names
 from app.charlm.errors import InvalidInput
+from app.charlm.textnorm import decode_text
 from app.charlm.train import TrainConfig
 
 from ..deps import ServicesDep, WriterDep
@@ -58,7 +59,7 @@ async def post_train(
     options = {k: v for k, v in options.items() if v is not None}
     try:
         text = decode_text(raw, "upload")
-        check_names(parse_names(text), min_distinct=MIN_DISTINCT_NAMES)
+        check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
         resolved = TrainConfig(kind="names", **options).resolved()  # type: ignore[arg-type]
     except InvalidInput as exc:
         raise HTTPException(422, str(exc)) from None
