@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.api.settings import Settings
+from app.charlm.checkpoint import TrainedModel
+from app.charlm.store import ModelStore
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -227,3 +230,43 @@ def test_blank_query_values_mean_defaults(client: TestClient) -> None:
     assert r.status_code == 200 and len(r.json()["names"]) == 3
     r = client.get("/poem?prompt=&length=20&temperature=1.0&seed=&model=shakespeare")
     assert r.status_code == 200 and len(r.json()["poem"]) == 20
+
+
+@pytest.mark.parametrize("content", [
+    "\n".join(NAMES_FILE.split("\n")).replace("\n", "\r\n"),  # Windows line endings
+    NAMES_FILE.replace("Juniper", "Juniper\tMay").replace("Kestrel", "Kestrel\u00a0Rae"),  # tab, no-break space
+    codecs.BOM_UTF16_LE + NAMES_FILE.encode("utf-16-le"),  # what Notepad calls "Unicode"
+    codecs.BOM_UTF8 + NAMES_FILE.encode(),
+])
+def test_ordinary_text_uploads_are_accepted(client: TestClient, content: str | bytes) -> None:
+    r = upload(client, content)
+    assert r.status_code == 202, r.text
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (NAMES_FILE + "Bad\x07Bell\n", "line 13 contains the control character U+0007"),
+    (NAMES_FILE + "Ab" * 31 + "\n", "line 13: name of 62 characters"),
+    ("Ana\nBo\n".encode("utf-16-le"), "UTF-16 without a byte-order mark"),
+])
+def test_unusable_uploads_name_the_line(client: TestClient, content: str | bytes, fragment: str) -> None:
+    r = upload(client, content)
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+
+
+def test_prefix_keeps_its_trailing_space(client: TestClient, tiny_multiword_model: TrainedModel,
+                                         tmp_path: Path) -> None:
+    ModelStore(tmp_path / "store").add_version("starwars", tiny_multiword_model)
+    r = client.get("/names", params={"model": "starwars", "prefix": "Darth ", "count": 5, "seed": 1})
+    assert r.status_code == 200 and all(n.startswith("Darth ") for n in r.json()["names"]), r.text
+    r = client.get("/names", params={"model": "starwars", "prefix": "Darth ", "max_length": 6})
+    assert r.status_code == 422 and "raise max-length to 7" in r.json()["detail"]
+    r = client.get("/names", params={"count": 5, "top_k": 1})
+    assert r.status_code == 422 and "ask for count 1" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("name", ["cat-names", "pokemon-en", "towns-fr", "towns-pl", "surnames-us-census",
+                                  "comic-characters-multiword", "pokemon-ja", "japanese-names-kana"])
+def test_real_lists_of_every_size_and_script_are_accepted(client: TestClient, name: str) -> None:
+    content = (Path(__file__).resolve().parents[1] / "data" / "lists" / f"{name}.txt").read_bytes()
+    r = upload(client, content, name=name)
+    assert r.status_code == 202, r.text

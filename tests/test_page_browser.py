@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from .conftest import DINOS
 from .test_api import NAMES_FILE
 from .test_service_process import Server
 
@@ -114,3 +117,18 @@ def test_screenshot_for_the_readme(page: Any, tmp_path: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_running_job_shows_how_long_it_will_take(page: Any, tmp_path: Path) -> None:
+    upload = tmp_path / "dinos.txt"
+    upload.write_text(DINOS.read_text())  # 40 epochs of the default network: a minute or more
+    page.get_by_test_id("train-file").set_input_files(str(upload))
+    page.get_by_test_id("train-name").fill("dinoseta")
+    page.get_by_test_id("train-case").select_option("fold")
+    page.get_by_test_id("train-submit").click()
+    page.wait_for_function("/(expected to take|left)/.test(document.querySelector('[data-testid=job-eta]')"
+                           ".textContent)", timeout=60_000)
+    assert re.search(r"about \d+ (h|min|s)", page.get_by_test_id("job-eta").inner_text())
+    base = page.url.rstrip("/")
+    running = [j for j in httpx.get(base + "/jobs").json() if j["model"] == "dinoseta"]
+    assert running and httpx.post(f"{base}/jobs/{running[0]['id']}/cancel", timeout=30).status_code == 200

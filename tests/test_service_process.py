@@ -180,3 +180,19 @@ def test_graceful_shutdown_requeues_running_job(tmp_path: Path) -> None:
         assert second.client.post(f"/jobs/{running}/cancel").json()["status"] == "cancelled"
     finally:
         second.stop()
+
+
+def test_mixed_case_list_keeps_its_inner_capitals(server: Server) -> None:
+    """Through POST /train, as a user uploads it: 860 comic characters, 99.4% with an inner capital."""
+    text = (ROOT / "data" / "lists" / "comic-characters-multiword.txt").read_text(encoding="utf-8")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    inner = [any(c.isupper() for c in n[1:]) for n in names]
+    listed = sum(inner) / len(names)
+    assert listed > 0.9
+    job_id = server.upload(text, "comics", epochs="8", hidden="48", layers="1", seed="1")
+    wait_for(lambda: server.job(job_id)["status"] in ("succeeded", "failed"), 180, "the comics job")
+    assert server.job(job_id)["status"] == "succeeded", server.job(job_id)
+    assert server.client.get("/models/comics").json()["versions"][0]["case"] == "keep"
+    got = server.client.get("/names", params={"model": "comics", "count": 200, "seed": 0, "min_length": 4}).json()
+    share = sum(any(c.isupper() for c in n[1:]) for n in got["names"]) / len(got["names"])
+    assert listed / 2 <= share <= listed * 2, (share, got["names"][:10])

@@ -48,6 +48,7 @@ class VersionOut(BaseModel):
     active: bool
     hidden: int | None = None
     layers: int | None = None
+    case: str = "fold"
     metrics: dict[str, Any] = {}
 
 
@@ -55,6 +56,8 @@ class ModelOut(BaseModel):
     name: str
     kind: str
     arch: str
+    case: str = Field("fold", description="fold: names learnt in lower case, shown in the "
+                                                                "list's style; keep: case learnt as given")
     builtin: bool
     active_version: str
     versions: list[VersionOut]

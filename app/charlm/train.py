@@ -321,7 +321,7 @@ def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float
             start = run.clock()
             next(losses)
         durations.append(run.clock() - start)
-    step_seconds = float(np.mean(durations[1:]))
+    step_seconds = float(np.median(durations[1:]))  # robust to a step the OS preempted
     val_seconds = 0.0
     if prep.val_data is not None:
         part = prep.val_data[: 64 if run.cfg.kind == "names" else 2048]

@@ -21,18 +21,19 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
         active = store.active_version(name)
     except ModelNotFound:
         return None
-    versions, kind, arch = [], "", ""
+    versions, kind, arch, case = [], "", "", "fold"
     for version in store.versions(name):
         try:
             meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
         except (OSError, ValueError, ModelNotFound):
             continue
+        version_case = meta.get("case", "fold")  # format 1 models fold case
         if version == active:
-            kind, arch = meta.get("kind", ""), meta.get("arch", "")
+            kind, arch, case = meta.get("kind", ""), meta.get("arch", ""), version_case
         versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
-                                   layers=meta.get("layers"), metrics=meta.get("metrics", {})))
-    return ModelOut(name=name, kind=kind, arch=arch, builtin=store.is_builtin(name), active_version=active,
-                    versions=versions)
+                                   layers=meta.get("layers"), case=version_case, metrics=meta.get("metrics", {})))
+    return ModelOut(name=name, kind=kind, arch=arch, case=case, builtin=store.is_builtin(name),
+                    active_version=active, versions=versions)
 
 
 @router.get("", response_model=list[ModelOut])
