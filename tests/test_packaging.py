@@ -75,6 +75,9 @@ def test_wheel_carries_the_shipped_models_and_nothing_else_of_the_store(installe
             assert f"app/shipped/{model}/{f.name}" in names
     assert not [n for n in names if n.startswith("app/shipped/") and n.count("/") > 2
                 and n.split("/")[2] not in ("dinos", "shakespeare")]
+    # pyproject lists the packages by hand (model_store/ is mapped in): a new module must not be left out
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "app").rglob("*") if p.suffix in (".py", ".html", ".svg")}
+    assert sources - names == set()
     found = subprocess.run([str(installed.venv / "bin" / "python"), "-I", "-c",
                             "from app.charlm.store import BUILTIN_DIR; print(BUILTIN_DIR)"],
                            cwd=installed.cwd, env=installed.env, capture_output=True, text=True, check=True)
