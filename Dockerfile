@@ -9,13 +9,18 @@ FROM ${BASE_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first, from pyproject.toml alone: this layer stays cached while only the code changes.
+COPY pyproject.toml ./
+RUN python3 -m venv /opt/venv \
+ && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+    > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+COPY README.md ./
 COPY app ./app
 COPY model_store/__init__.py ./model_store/
 COPY model_store/dinos ./model_store/dinos
 COPY model_store/shakespeare ./model_store/shakespeare
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir . \
+RUN /opt/venv/bin/pip install --no-cache-dir . \
  && /opt/venv/bin/python -I -c "from app.charlm.store import BUILTIN_DIR as d; assert str(d).startswith('/opt/venv/') and (d / 'dinos' / 'model.json').is_file(), d"
 
 # --- runtime: the base image plus the venv, run as a numeric non-root user
