@@ -8,8 +8,10 @@ closed pipe (`... | head`) ends the command quietly, and no library warning reac
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import socket
 import sys
 import warnings
 from collections.abc import Sequence
@@ -22,9 +24,10 @@ from .charlm.checkpoint import check_target, save
 from .charlm.errors import CharLMError, InvalidInput
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
-from .charlm.store import ModelStore
+from .charlm.store import ModelStore, check_model_name
 from .charlm.textnorm import clean_text, read_text_file
 from .charlm.train import DEFAULTS, Progress, TrainConfig, train
+from .locations import default_store_dir
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
@@ -37,7 +40,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store() -> ModelStore:
-    return ModelStore(os.environ.get("DINO_STORE_DIR") or None)
+    """The service's store: DINO_STORE_DIR, else model_store/ in a checkout or the per-user data directory."""
+    return ModelStore(os.environ.get("DINO_STORE_DIR") or default_store_dir())
 
 
 def duration(seconds: float | None) -> str:
@@ -96,12 +100,20 @@ def cmd_course(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     config = TrainConfig(**options).resolved()  # check the options before reading any data
-    check_target(args.out)
+    store = _store()
+    if args.name is not None and store.is_builtin(check_model_name(args.name)):
+        raise InvalidInput(f"{args.name!r} is a built-in model and cannot be replaced; choose another --name")
+    if args.name is None:
+        check_target(args.out)
     text = read_text_file(args.data)
     model = train(text, config, on_progress=_ProgressPrinter())
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
-    path = save(model, args.out)
-    summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
+    if args.name is None:
+        path, stored = save(model, args.out), {}
+    else:  # a new version of a user model, exactly as POST /train makes it
+        version = store.add_version(args.name, model)
+        path, stored = store.model_dir(args.name, version), {"model": args.name, "version": version}
+    summary = {"out": str(path), **stored, "kind": model.kind, "arch": model.config.arch,
                **model.meta["metrics"], **{k: model.meta["training"][k] for k in ("epochs_run", "seconds")}}
     print(json.dumps(summary))
 
@@ -127,9 +139,26 @@ def cmd_poem(args: argparse.Namespace) -> None:
     print(args.prompt + continue_text(model, opts))
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, with the remedy, when the address is taken (uvicorn would log a traceback-ish error)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.create_server((host, port), family=family).close()  # SO_REUSEADDR, as uvicorn binds
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(f"port {port} is already in use on {host} (another server?): stop it, or choose "
+                               f"another port with --port N (make run: PORT=N make run)") from None
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .api.serve import serve  # the web stack is imported only when serving
 
+    _check_port_free(args.host, args.port)
+    shown = "localhost" if args.host in ("0.0.0.0", "::", "") else args.host
+    where = " (all interfaces)" if shown != args.host else ""
+    print(f"Dinosaurus serving on http://{shown}:{args.port}/{where}; API docs at /docs; Ctrl+C stops it",
+          flush=True)
     serve(args.host, args.port)
 
 
@@ -151,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with the fast trainer")
     p.add_argument("--data", required=True, help="UTF-8 text: one name per line, or a text stream")
-    p.add_argument("--out", required=True, help="model directory to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="model directory to write")
+    out.add_argument("--name", help="store as the next version of user model NAME (as POST /train does)")
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
     for flag, kind, help_text in [
@@ -202,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=os.environ.get("DINO_PORT", "8000"),
+                   help="TCP port (default: $DINO_PORT or 8000)")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -14,7 +14,10 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
+
+from app import __version__
 
 from .admission import CLIENT_GONE, SamplingGate
 from .bodylimit import BodyLimit
@@ -23,7 +26,7 @@ from .jobs import JobStore
 from .logs import printable
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routers import health, jobs, models, names, page, poem, train
+from .routers import health, info, jobs, models, names, page, poem, train
 from .settings import Settings
 from .supervisor import WorkerSupervisor, start_worker
 
@@ -68,9 +71,10 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
                     await watchdog
                 await asyncio.to_thread(services.supervisor.stop)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
+        favicon_url="/favicon.svg",
         title="Dinosaurus",
-        version="0.1.0",
+        version=__version__,
         description="Character-level language models in NumPy: invent names, complete sonnets, train on your list.",
         lifespan=lifespan,
     )
@@ -129,6 +133,6 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
             log.info("%s %s %d %.1fms", printable(request.method), printable(request.url.path), status,
                      elapsed * 1000)
 
-    for module in (names, poem, train, jobs, models, health, page):
+    for module in (names, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)
     return app

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.charlm.store import BUILTIN_DIR, ModelStore
+from app.locations import default_store_dir
 
 
 class Settings(BaseSettings):
@@ -16,7 +17,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DINO_", extra="ignore")
 
-    store_dir: Path = Field(default=BUILTIN_DIR, description="where user models, jobs and logs go")
+    store_dir: Path = Field(default_factory=default_store_dir,
+                            description="where user models, jobs and logs go (checkout: model_store/)")
     builtin_dir: Path = Field(default=BUILTIN_DIR, description="the shipped models (read-only)")
     admin_token: str | None = Field(default=None, description="bearer token for write endpoints")
     max_upload_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
@@ -32,6 +34,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1000, ge=1, description="open connections; more are closed at once")
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="size of a log file before rotation")
     log_backups: int = Field(default=3, ge=0, description="rotated log files kept")
+    commit: str | None = Field(default=None, description="git commit of this build (images set it; else git)")
 
     @cached_property
     def store(self) -> ModelStore:
