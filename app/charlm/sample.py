@@ -73,13 +73,20 @@ def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.rand
     return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
 
 
-def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray, batch: int) -> tuple[np.ndarray, ModelState]:
-    """Feed the same ids to `batch` fresh streams; returns the last logits (batch, V) and state."""
-    state = net.zero_state(batch, dtype)
+def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
+           should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
+    """Feed `ids` to one fresh stream; returns the last logits (1, V) and the state."""
+    state = net.zero_state(1, dtype)
     logits = np.empty(0)
     for i in ids:
-        logits, state = step(np.full(batch, i), state)
+        _poll(should_stop)
+        logits, state = step(np.full(1, i), state)
     return logits, state
+
+
+def _tile(logits: np.ndarray, state: ModelState, batch: int) -> tuple[np.ndarray, ModelState]:
+    """One primed stream as `batch` identical rows."""
+    return np.repeat(logits, batch, axis=0), [tuple(np.repeat(a, batch, axis=0) for a in s) for s in state]
 
 
 @dataclass(frozen=True)
@@ -121,14 +128,15 @@ class NameOptions:
         return prefix
 
 
-def _generate(model: TrainedModel, step: Stepper, prefix_ids: np.ndarray, batch: int,
-              opts: NameOptions, rng: np.random.Generator,
+def _generate(model: TrainedModel, step: Stepper, primed: tuple[np.ndarray, ModelState], prefix_ids: np.ndarray,
+              batch: int, opts: NameOptions, rng: np.random.Generator,
               should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
-    """Draw `batch` names continuing the prefix. Returns the continuations (ids, prefix excluded)
-    of the rows that ended by themselves within the limits, and the row-steps spent."""
+    """Draw `batch` names continuing the prefix (whose stream `primed` holds). Returns the
+    continuations (ids, prefix excluded) of the rows that ended by themselves within the limits,
+    and the row-steps spent."""
     n0 = len(prefix_ids)
     space = model.vocab.index.get(" ")
-    logits, state = _prime(model.net, step, model.params["Wy"].dtype, np.concatenate([[0], prefix_ids]), batch)
+    logits, state = _tile(*primed, batch)
     last = np.full(batch, prefix_ids[-1] if n0 else 0)  # 0: the start of the name
     out = np.zeros((batch, opts.max_length - n0), dtype=np.int64)
     alive = np.arange(batch)
@@ -171,6 +179,7 @@ def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck 
     found: dict[str, None] = {}
     step = model.net.stepper(model.params)
     per_row = opts.max_length - len(prefix) + 1  # the most draws one row can take
+    primed = _prime(model.net, step, model.params["Wy"].dtype, np.concatenate([[0], prefix_ids]), should_stop)
     drawn = ended = work = stale = 0
     while len(found) < opts.count and stale < _STALE_ROUNDS:
         need = opts.count - len(found)
@@ -178,7 +187,7 @@ def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck 
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), (MAX_ROW_STEPS - work) // per_row)
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = _generate(model, step, prefix_ids, batch, opts, rng, should_stop)
+        rows, spent = _generate(model, step, primed, prefix_ids, batch, opts, rng, should_stop)
         drawn, ended, work = drawn + batch, ended + len(rows), work + spent
         before = len(found)
         for ids in rows:
@@ -247,7 +256,7 @@ def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
-    logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), 1)
+    logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), should_stop)
     limit = MAX_POEM_CHARS if opts.lines is not None else opts.length
     out: list[str] = []
     lines = 0
