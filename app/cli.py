@@ -10,21 +10,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import NoReturn
 
 from .charlm import course
 from .charlm.casing import CASE_CHOICES
 from .charlm.checkpoint import save
-from .charlm.errors import CharLMError, InvalidInput
+from .charlm.errors import CharLMError, InvalidInput, TrainingCancelled
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore
 from .charlm.textnorm import clean_text, read_text_file
-from .charlm.train import DEFAULTS, Progress, TrainConfig, train
+from .charlm.train import DEFAULTS, Progress, TrainConfig, resume, train
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
@@ -80,13 +83,53 @@ def cmd_course(args: argparse.Namespace) -> None:
     course.model(data, ix_to_char, char_to_ix, num_iterations=args.iterations)
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While training: the first SIGINT or SIGTERM asks for a clean stop (a checkpoint, then exit
+    130) instead of killing the process; a second Ctrl-C interrupts at once."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    config = TrainConfig(**options).resolved()  # check the options before reading any data
-    text = read_text_file(args.data)
-    model = train(text, config, on_progress=_progress)
+    if args.resume is not None:
+        if args.data is not None or args.out is not None:
+            raise InvalidInput("--resume continues a run with its own data, options and directory; "
+                               "leave out --data and --out")
+        out = args.resume
+    elif args.data is None or args.out is None:
+        raise InvalidInput("train needs --data FILE and --out DIR (or --resume DIR to continue a stopped run)")
+    else:
+        out = args.out
+    with _stop_on_signals() as received:
+        try:
+            if args.resume is not None:
+                model = resume(out, on_progress=_progress, should_stop=lambda: bool(received))
+            else:
+                options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+                config = TrainConfig(**options)
+                config.resolved()  # check the options before reading any data
+                base = _store().load(args.init_from) if args.init_from else None
+                text = read_text_file(str(args.data))
+                model = train(text, config, on_progress=_progress, should_stop=lambda: bool(received),
+                              checkpoint_dir=out, base=base)
+        except TrainingCancelled:
+            raise TrainingCancelled(f"interrupted; continue with: python -m app train --resume {out}") from None
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
-    path = save(model, args.out)
+    path = save(model, out)
     summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
                **model.meta["metrics"], **{k: model.meta["training"][k] for k in ("epochs_run", "seconds")}}
     print(json.dumps(summary))
@@ -135,8 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_course)
 
     p = sub.add_parser("train", help="train a model with the fast trainer")
-    p.add_argument("--data", required=True, help="UTF-8 text: one name per line, or a text stream")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--data", help="UTF-8 text: one name per line, or a text stream (required unless --resume)")
+    p.add_argument("--out", help="model directory to write; a resumable checkpoint is kept there while training "
+                   "(required unless --resume)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run stopped in DIR (Ctrl-C, SIGTERM, a crash) "
+                   "with its own data and options")
+    p.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this names model (store name or "
+                   "directory) instead of random weights; new characters start as their nearest known one")
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
     for flag, kind, help_text in [
@@ -207,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # its final flush of stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except TrainingCancelled as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
     except CharLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
