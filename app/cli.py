@@ -27,7 +27,7 @@ from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore
 from .charlm.textnorm import clean_text, read_text_file
-from .charlm.train import DEFAULTS, Progress, TrainConfig, resume, train
+from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, resume, train
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         key = flag[2:].replace("-", "_")
         defaults = ", ".join(f"{k} {v[key]:g}" for k, v in DEFAULTS.items() if key in v)
-        p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults})")
+        sized = "; names lists under 1,000 or over 2,000 names: by size" if key in SIZED_OPTIONS else ""
+        p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults}{sized})")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")
     p.add_argument("--case", choices=CASE_CHOICES, default="auto",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -55,3 +57,13 @@ def torch_update(loss, params, opt) -> None:  # type: ignore[no-untyped-def]
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
+
+
+def machine() -> str:
+    """CPU model, core count and BLAS library with its thread count, printed with every figure."""
+    from threadpoolctl import threadpool_info
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)" for i in threadpool_info())
+    return f"{cpu}, {os.cpu_count()} cores, {blas}"

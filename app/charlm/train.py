@@ -55,6 +55,32 @@ class TrainConfig:
     ema: float | None = None
     case: str = "auto"
     init_from: str | None = None  # name or directory of the model fine-tuning starts from (see finetune.py)
+    schedule_epochs: int | None = None  # length of the learning-rate schedule when it differs from `epochs`
+    # (a small list stops where cross-validation found the best epoch of a CV_EPOCHS-long schedule)
+
+    def sized_for(self, n_names: int) -> TrainConfig:
+        """A names config with the unset options that follow the list's size filled (module rule).
+
+        Lists under SMALL_LIST distinct names get no validation set (5% of them would be under
+        50 names, too few to choose weights by), a SMALL_NET when trained from scratch, and a
+        schedule of CV_EPOCHS (CV_EPOCHS_FINE_TUNE when fine-tuned) that `train` stops at the
+        epoch a CV_FOLDS-fold cross-validation finds best (`_cross_validate`). Longer lists keep
+        5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches, so an
+        80,000-name list trains in minutes, not hours. With a time budget the epochs are not
+        set: the budget decides. The rule counts names, not seconds: same data, same schedule.
+        """
+        if self.kind != "names":
+            return self
+        fill: dict[str, Any] = {}
+        if n_names < SMALL_LIST:
+            fill.update(val_fraction=0.0, **({} if self.init_from else SMALL_NET),
+                        epochs=CV_EPOCHS_FINE_TUNE if self.init_from else CV_EPOCHS)
+        else:
+            fill.update(epochs=max(MIN_EPOCHS, round(DEFAULTS["names"]["epochs"] * min(1.0, BIG_LIST / n_names))),
+                        batch_size=16 if n_names < BIG_BATCH_LIST else 64)
+        if self.time_budget is not None:
+            fill.pop("epochs")
+        return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
 
     def resolved(self) -> TrainConfig:
         """This config with every unset option filled from the kind's defaults, validated."""
@@ -93,6 +119,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "text": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=32, lr=3e-3,
                  weight_decay=0.0, window=128, ema=0.999, val_fraction=0.1),
 }
+
+
+# The size rule of TrainConfig.sized_for; the figures come from bench/small_lists.py and
+# bench/list_quality.py (README, "Training").
+SMALL_LIST = 1000  # distinct names: below, no validation set and a fixed schedule
+SMALL_NET = dict(hidden=64, layers=1)  # from scratch on a small list: a 2x256 LSTM over-fits 40 names in 10 epochs
+# Held-out NLL of a 1x64 LSTM on 40 names was best after 10 to 60 epochs depending on the list
+# (cat names: 13, French towns: 55), and fine-tuning 2x256 from dinos peaked after 5 and then
+# over-fitted fast: no fixed count suits every list, so cross-validation picks it.
+CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
+SIZED_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "val_fraction")  # what the size rule may set
+BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
+MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
+BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
+# With --time-budget and no --hidden/--layers (lists of SMALL_LIST names or more): the largest of
+# these (hidden, layers) whose measured epoch fits BUDGET_EPOCHS times into the budget.
+BUDGET_LADDER = ((256, 2), (128, 2), (64, 1))
+BUDGET_EPOCHS = 15
 
 
 def _check_range(name: str, value: Any, low: float, high: float) -> None:
@@ -182,7 +226,7 @@ class _Run:
         return self.clock() - self.started
 
     def progress(self, epoch: float) -> float:
-        by_epochs = epoch / float(self.cfg.epochs or 1)
+        by_epochs = epoch / float(self.cfg.schedule_epochs or self.cfg.epochs or 1)
         if self.cfg.time_budget:
             return max(by_epochs, self.elapsed() / self.cfg.time_budget)
         return by_epochs
@@ -265,8 +309,9 @@ def _text_epoch(run: _Run, stream: np.ndarray, epoch: int) -> Iterator[float]:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The data of a run, checked and encoded before the first step."""
+    """The data of a run, checked and encoded before the first step, and the options for it."""
 
+    cfg: TrainConfig  # resolved, with the size rule applied
     vocab: Vocab
     case: CasePolicy
     names: list[str]  # all distinct training names in model form (names models)
@@ -278,7 +323,8 @@ class _Prepared:
 
 def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.random.Generator,
              vocab_base: Vocab | None = None) -> _Prepared:
-    """Clean, check, split and encode the data; raises InvalidInput (same verdict for every seed).
+    """Clean, check, split and encode the data and resolve the options for it (`sized_for`);
+    raises InvalidInput (same verdict for every seed).
 
     The vocabulary is the data's characters, or `vocab_base` extended by those it lacks.
     """
@@ -288,22 +334,25 @@ def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.rand
 
     if not raw_text.strip():
         raise InvalidInput("training data is empty")
-    bs = int(cfg.batch_size or 1)
     if cfg.kind == "names":
         distinct = check_names(raw_text, min_distinct=2)
         case = choose(distinct, cfg.case)
         names = model_names(distinct, case)
         if len(names) < 2:
             raise InvalidInput("with case folded, fewer than 2 distinct names remain; add names or use --case keep")
+        cfg = cfg.sized_for(len(names)).resolved()
+        bs = int(cfg.batch_size or 1)
         vocab = vocab_of(names)
         shuffled = [names[i] for i in rng.permutation(len(names))]
         n_val = 0 if val_text is not None else int(round(len(names) * float(cfg.val_fraction or 0)))
         val_items, train_items = shuffled[:n_val], shuffled[n_val:]
         if val_text is not None:
             val_items = [case.model_form(n) for n in parse_names(val_text, "validation data")]
-        return _Prepared(vocab, case, names, encode_names(vocab, train_items),
+        return _Prepared(cfg, vocab, case, names, encode_names(vocab, train_items),
                          encode_names(vocab, val_items) if val_items else None, _names_epoch,
                          -(-len(train_items) // bs))
+    cfg = cfg.resolved()
+    bs = int(cfg.batch_size or 1)
     case = CasePolicy("keep", "lower") if cfg.case == "keep" else CasePolicy("fold", "lower")
     text = case.model_form(clean_text(raw_text, "data"))
     vocab = vocab_of([text])
@@ -324,7 +373,7 @@ def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.rand
     T = int(cfg.window or 2)
     mean_offset = (min(T, len(train_data) - 2 * bs) - 1) // 2  # as drawn in _text_epoch
     per_stream = (len(train_data) - 1 - mean_offset) // bs
-    return _Prepared(vocab, case, [], train_data, val_data, _text_epoch, -(-per_stream // T))
+    return _Prepared(cfg, vocab, case, [], train_data, val_data, _text_epoch, -(-per_stream // T))
 
 
 def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float]) -> tuple[float, float]:
@@ -383,26 +432,21 @@ def train(
         raise ValueError("config.init_from names a base model: load it and pass it as `base`")
     if base is not None:
         config = TrainConfig(**adopt_base(asdict(config), base))  # type: ignore[arg-type]
-    cfg = config.resolved()
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(config.resolved().seed)
     vocab_base = Vocab(tuple(snapshot.meta["vocab"])) if snapshot is not None else base.vocab if base else None
-    prep = _prepare(raw_text, cfg, val_text, rng, vocab_base)
-    net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
-                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
-    params = net.init_params(rng) if base is None else extend_params(base.params, base.vocab, prep.vocab)
-    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock(),
-               should_stop)
-    if cfg.ema:
-        run.ema_params = {k: v.copy() for k, v in params.items()}
+    prep = _prepare(raw_text, config, val_text, rng, vocab_base)
+    cfg = prep.cfg
+    if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
+            and len(prep.names) < SMALL_LIST and prep.val_data is None):
+        cfg = replace(cfg, epochs=_cross_validate(cfg, prep, clock, base), schedule_epochs=cfg.epochs)
+    measured = None
+    if (cfg.kind == "names" and cfg.time_budget is not None and config.hidden is None and config.layers is None
+            and base is None and snapshot is None and len(prep.train_data) >= SMALL_LIST):
+        cfg, measured = _size_for_budget(cfg, prep, clock)
+    run = _new_run(cfg, prep, rng, clock, should_stop, base)
     if snapshot is not None:
         _restore(run, snapshot)
-
-    def validate(candidate: Params, data: Any) -> float:
-        if cfg.kind == "names":
-            total, count = names_nll(net, candidate, data)
-        else:
-            total, count = text_nll(net, candidate, data, streams=8)
-        return total / count
+    validate = _validator(cfg, run.net)
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
@@ -410,7 +454,7 @@ def train(
 
     epochs = int(cfg.epochs or 0)
     steps = None if epochs >= UNLIMITED_EPOCHS else epochs * prep.steps_per_epoch
-    step_seconds, val_seconds = _measure(run, prep, validate)
+    step_seconds, val_seconds = measured or _measure(run, prep, validate)
     run.started = clock() - (float(snapshot.meta["elapsed"]) if snapshot is not None else 0.0)  # the measurement
     # is not part of the run's time budget; a resumed run has spent what it had spent before
 
@@ -478,7 +522,74 @@ def train(
         "history": history,
         "data_sha256": sha256_text(raw_text),
     }
-    return TrainedModel(cfg.kind, net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    return TrainedModel(cfg.kind, run.net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+
+
+def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock: Clock,
+             should_stop: StopCheck | None, base: TrainedModel | None) -> _Run:
+    """A run at step 0: fresh weights from `rng`, or the base model's with the vocabulary extended."""
+    net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
+                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
+    params = net.init_params(rng) if base is None else extend_params(base.params, base.vocab, prep.vocab)
+    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock(),
+               should_stop)
+    if cfg.ema:
+        run.ema_params = {k: v.copy() for k, v in params.items()}
+    return run
+
+
+def _validator(cfg: TrainConfig, net: CharModel) -> Callable[[Params, Any], float]:
+    """Mean nats per character of some weights on validation data of the run's kind."""
+
+    def validate(candidate: Params, data: Any) -> float:
+        if cfg.kind == "names":
+            total, count = names_nll(net, candidate, data)
+        else:
+            total, count = text_nll(net, candidate, data, streams=8)
+        return total / count
+
+    return validate
+
+
+def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None) -> int:
+    """The number of epochs (of a `cfg.epochs`-long schedule) after which weights trained on
+    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds.
+
+    Deterministic: the folds and every fold's weights come from generators seeded by `cfg.seed`.
+    """
+    names = prep.train_data
+    k = min(CV_FOLDS, len(names))
+    order = np.random.default_rng([cfg.seed, 1]).permutation(len(names))
+    nll = np.zeros(int(cfg.epochs or 0))
+    bs = int(cfg.batch_size or 1)
+    for f in range(k):
+        held = [names[i] for i in order[f::k]]
+        kept = [names[i] for j, i in enumerate(order) if j % k != f]
+        fold = replace(prep, train_data=kept, val_data=held, steps_per_epoch=-(-len(kept) // bs))
+        run = _new_run(cfg, fold, np.random.default_rng([cfg.seed, 2, f]), clock, None, base)
+        for epoch in range(len(nll)):
+            for _ in prep.epoch_fn(run, kept, epoch):
+                pass
+            run.epoch_state = None
+            total, _count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
+            nll[epoch] += total
+    return int(np.argmin(nll)) + 1
+
+
+def _size_for_budget(cfg: TrainConfig, prep: _Prepared, clock: Clock) -> tuple[TrainConfig, tuple[float, float]]:
+    """The largest network of BUDGET_LADDER whose measured epochs fit BUDGET_EPOCHS times into the
+    time budget (else the smallest), with its measured seconds per step and per validation.
+
+    Timed on throw-away weights from another generator: the run's own random stream is untouched.
+    """
+    budget = float(cfg.time_budget or 0)
+    for hidden, layers in BUDGET_LADDER:
+        trial = replace(cfg, hidden=hidden, layers=layers)
+        probe = _new_run(trial, prep, np.random.default_rng(cfg.seed + 2), clock, None, None)
+        step_seconds, val_seconds = _measure(probe, prep, _validator(trial, probe.net))
+        if (step_seconds * prep.steps_per_epoch + val_seconds) * BUDGET_EPOCHS <= budget:
+            break
+    return trial, (step_seconds, val_seconds)
 
 
 def resume(
