@@ -238,7 +238,8 @@ class _Run:
     def update(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None,
                state: ModelState, epoch_pos: float) -> tuple[float, ModelState]:
         """One optimiser step on a batch; returns its loss and the final recurrent state."""
-        logits, new_state, cache = self.net.forward(self.params, inputs, state, self.rng)
+        active = None if mask is None else mask.sum(axis=1).tolist()  # names come longest first
+        logits, new_state, cache = self.net.forward(self.params, inputs, state, self.rng, active)
         loss, dlogits = cross_entropy(logits, targets, mask)
         grads = self.net.backward(self.params, cache, dlogits)
         clip_global_norm(grads, self.cfg.clip)
@@ -276,7 +277,7 @@ def _names_epoch(run: _Run, train: list[np.ndarray], epoch: int) -> Iterator[flo
     bs = int(run.cfg.batch_size or 1)
     n_batches = max(1, (len(train) + bs - 1) // bs)
     for i in range(0 if at is None else int(at["batch"]), n_batches):
-        batch = [train[j] for j in order[i * bs : (i + 1) * bs]]
+        batch = sorted((train[j] for j in order[i * bs : (i + 1) * bs]), key=len, reverse=True)  # stable
         inputs, targets, mask = names_batch(batch)
         state = run.net.zero_state(len(batch))
         loss, _ = run.update(inputs, targets, mask, state, epoch + i / n_batches)
