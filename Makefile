@@ -3,19 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# HOST=0.0.0.0 listens on every interface; writes (POST /train, cancel) then need DINO_ADMIN_TOKEN.
+HOST ?= 127.0.0.1
 
-.PHONY: run test lint models bench clean
+.PHONY: run test lint models bench docker-smoke dist screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Serving needs only the package's own dependencies; the tests add the dev extras.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-run: $(VENV)/.installed
-	$(BIN)/python -m app serve --host 0.0.0.0 --port $(PORT)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	$(BIN)/python -m app serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -37,6 +44,22 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/lstm_speed.py
 	$(BIN)/python bench/poem_speed.py
 	$(BIN)/python bench/http_load.py
+	$(BIN)/python bench/abuse.py
+
+# The README's picture of the page, taken by the browser tests (needs Debian's chromium).
+screenshot: $(VENV)/.installed
+	DINO_SCREENSHOT=docs/page.png $(BIN)/python -m pytest -q tests/test_page_browser.py
+
+# Build the real Dockerfile on a Debian stand-in base, run it, check it (needs root; see the script).
+docker-smoke:
+	scripts/docker-smoke
+
+# sdist + wheel in dist/, checked by twine (build and twine are installed into .venv on demand).
+dist: $(BIN)/python
+	$(BIN)/pip install --quiet build twine
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -8,9 +8,11 @@ closed pipe (`... | head`) ends the command quietly, and no library warning reac
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import warnings
@@ -20,14 +22,16 @@ from dataclasses import fields
 from typing import NoReturn
 
 from .charlm import course
+from .charlm import resume as resume_file
 from .charlm.casing import CASE_CHOICES
-from .charlm.checkpoint import save
+from .charlm.checkpoint import check_target, save
 from .charlm.errors import CharLMError, InvalidInput, TrainingCancelled
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
-from .charlm.store import ModelStore
+from .charlm.store import ModelStore, check_model_name
 from .charlm.textnorm import clean_text, read_text_file
 from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, resume, train
+from .locations import default_store_dir
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 
@@ -40,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store() -> ModelStore:
-    return ModelStore(os.environ.get("DINO_STORE_DIR") or None)
+    """The service's store: DINO_STORE_DIR, else model_store/ in a checkout or the per-user data directory."""
+    return ModelStore(os.environ.get("DINO_STORE_DIR") or default_store_dir())
 
 
 def duration(seconds: float | None) -> str:
@@ -53,21 +58,34 @@ def duration(seconds: float | None) -> str:
     return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def _progress(report: Progress) -> None:
-    if report.event == "plan":
-        plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
-                else "until the time budget is spent")
-        line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"
-    else:
-        steps = f"/{report.steps:,}" if report.steps else ""
-        loss = f"{report.train_loss:.4f}" if report.train_loss is not None else "-"
-        val = f"  val {report.val_loss:.4f}" if report.val_loss is not None else ""
-        of = f"/{report.epochs}" if report.steps else ""
-        where = f"epoch {report.epoch}{of}" if report.event == "epoch" else f"epoch {report.epoch + 1}{of} ..."
-        line = (f"{where}  step {report.step:,}{steps} ({report.fraction:.0%})  train {loss}{val}  "
-                f"{report.chars_per_second:,.0f} chars/s  {duration(report.seconds)} elapsed, "
-                f"{duration(report.eta_seconds)} left")
-    print(line, file=sys.stderr, flush=True)
+class _ProgressPrinter:
+    """Progress lines on stderr: the plan, then at most one line every EVERY seconds (a list of ten
+    names runs hundreds of epochs a second) and always the last epoch."""
+
+    EVERY = 2.0
+
+    def __init__(self) -> None:
+        self.printed_at = -self.EVERY
+
+    def __call__(self, report: Progress) -> None:
+        last = report.event == "epoch" and report.steps is not None and report.step >= report.steps
+        if report.event != "plan" and not last and report.seconds - self.printed_at < self.EVERY:
+            return
+        self.printed_at = report.seconds
+        if report.event == "plan":
+            plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
+                    else "until the time budget is spent")
+            line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"
+        else:
+            steps = f"/{report.steps:,}" if report.steps else ""
+            loss = f"{report.train_loss:.4f}" if report.train_loss is not None else "-"
+            val = f"  val {report.val_loss:.4f}" if report.val_loss is not None else ""
+            of = f"/{report.epochs}" if report.steps else ""
+            where = f"epoch {report.epoch}{of}" if report.event == "epoch" else f"epoch {report.epoch + 1}{of} ..."
+            line = (f"{where}  step {report.step:,}{steps} ({report.fraction:.0%})  train {loss}{val}  "
+                    f"{report.chars_per_second:,.0f} chars/s  {duration(report.seconds)} elapsed, "
+                    f"{duration(report.eta_seconds)} left")
+        print(line, file=sys.stderr, flush=True)
 
 
 def cmd_course(args: argparse.Namespace) -> None:
@@ -105,32 +123,41 @@ def _stop_on_signals() -> Iterator[list[int]]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    if args.resume is not None:
-        if args.data is not None or args.out is not None:
-            raise InvalidInput("--resume continues a run with its own data, options and directory; "
-                               "leave out --data and --out")
-        out = args.resume
-    elif args.data is None or args.out is None:
-        raise InvalidInput("train needs --data FILE and --out DIR (or --resume DIR to continue a stopped run)")
-    else:
-        out = args.out
+    store = _store()
+    if args.resume is None and args.data is None:
+        raise InvalidInput("train needs --data FILE (or --resume DIR to continue a stopped run)")
+    if args.resume is not None and args.data is not None:
+        raise InvalidInput("--resume continues a run with its own data and options; leave out --data")
+    if args.name is not None and store.is_builtin(check_model_name(args.name)):
+        raise InvalidInput(f"{args.name!r} is a built-in model and cannot be replaced; choose another --name")
+    out = args.resume or args.out  # where the resumable checkpoint lives (none for --name)
+    if args.out is not None and resume_file.exists(args.out):
+        raise InvalidInput(f"{args.out} holds a stopped run: continue it with --resume {args.out}, "
+                           f"or delete {args.out}/{resume_file.RESUME_FILE} to start again")
+    if args.out is not None:
+        check_target(args.out)
     with _stop_on_signals() as received:
         try:
             if args.resume is not None:
-                model = resume(out, on_progress=_progress, should_stop=lambda: bool(received))
+                model = resume(out, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received))
             else:
                 options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
                 config = TrainConfig(**options)
                 config.resolved()  # check the options before reading any data
-                base = _store().load(args.init_from) if args.init_from else None
-                text = read_text_file(str(args.data))
-                model = train(text, config, on_progress=_progress, should_stop=lambda: bool(received),
+                base = store.load(args.init_from) if args.init_from else None
+                text = read_text_file(args.data)
+                model = train(text, config, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received),
                               checkpoint_dir=out, base=base)
         except TrainingCancelled:
-            raise TrainingCancelled(f"interrupted; continue with: python -m app train --resume {out}") from None
+            again = f": continue with python -m app train --resume {out}" if out else ""
+            raise TrainingCancelled(f"interrupted{again}") from None
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
-    path = save(model, out)
-    summary = {"out": str(path), "kind": model.kind, "arch": model.config.arch,
+    if args.name is None:
+        path, stored = save(model, out), {}
+    else:  # a new version of a user model, exactly as POST /train makes it
+        version = store.add_version(args.name, model)
+        path, stored = store.model_dir(args.name, version), {"model": args.name, "version": version}
+    summary = {"out": str(path), **stored, "kind": model.kind, "arch": model.config.arch,
                **model.meta["metrics"], **{k: model.meta["training"][k] for k in ("epochs_run", "seconds")}}
     print(json.dumps(summary))
 
@@ -156,14 +183,32 @@ def cmd_poem(args: argparse.Namespace) -> None:
     print(args.prompt + continue_text(model, opts))
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line, with the remedy, when the address is taken (uvicorn would log a traceback-ish error)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.create_server((host, port), family=family).close()  # SO_REUSEADDR, as uvicorn binds
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidInput(f"port {port} is already in use on {host} (another server?): stop it, or choose "
+                               f"another port with --port N (make run: PORT=N make run)") from None
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .api.serve import serve  # the web stack is imported only when serving
 
+    _check_port_free(args.host, args.port)
+    shown = "localhost" if args.host in ("0.0.0.0", "::", "") else args.host
+    where = " (all interfaces)" if shown != args.host else ""
+    print(f"Dinosaurus serving on http://{shown}:{args.port}/{where}; API docs at /docs; Ctrl+C stops it",
+          flush=True)
     serve(args.host, args.port)
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, default=1.0, help="below 1: safer, above 1: wilder (0-10]")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="below 1: safer, above 1: wilder (0-10]; below 0.001: greedy, one name only")
     p.add_argument("--top-k", type=int, help="draw only from the k likeliest characters")
     p.add_argument("--seed", type=int, help="same seed, same output")
 
@@ -179,10 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model with the fast trainer")
     p.add_argument("--data", help="UTF-8 text: one name per line, or a text stream (required unless --resume)")
-    p.add_argument("--out", help="model directory to write; a resumable checkpoint is kept there while training "
-                   "(required unless --resume)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run stopped in DIR (Ctrl-C, SIGTERM, a crash) "
-                   "with its own data and options")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="model directory to write; a resumable checkpoint is kept there while training")
+    out.add_argument("--name", help="store as the next version of user model NAME (as POST /train does)")
+    out.add_argument("--resume", metavar="DIR", help="continue the run stopped in DIR (Ctrl-C, SIGTERM, a crash) "
+                     "with its own data and options, and write the model there")
     p.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this names model (store name or "
                    "directory) instead of random weights; new characters start as their nearest known one")
     p.add_argument("--kind", choices=["names", "text"], default="names")
@@ -221,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_options(p)
     p.add_argument("--prefix", default="", help="every name starts with this")
     p.add_argument("--min-length", type=int, default=1, help="shortest name, prefix included")
-    p.add_argument("--max-length", type=int, default=40, help="longest name; generation stops there (1-100)")
+    p.add_argument("--max-length", type=int, default=40,
+                   help="longest name (1-100); a name that would be longer is drawn again, never cut")
     p.add_argument("--novel", action="store_true", help="only names absent from the training list")
     p.set_defaults(func=cmd_sample)
 
@@ -235,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=os.environ.get("DINO_PORT", "8000"),
+                   help="TCP port (default: $DINO_PORT or 8000)")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -261,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except CharLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk or the file system said no (full, read-only, vanished)
+        print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

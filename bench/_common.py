@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import re
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from app.charlm.data import parse_names
@@ -67,3 +72,32 @@ def machine() -> str:
                platform.processor())
     blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)" for i in threadpool_info())
     return f"{cpu}, {os.cpu_count()} cores, {blas}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as store:
+        environ = {**os.environ, "DINO_STORE_DIR": store, **(env or {})}
+        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=environ,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            yield url, port
+        finally:
+            server.terminate()
+            server.wait(30)

@@ -8,26 +8,15 @@ Traffic goes only to 127.0.0.1; each phase is bounded in time.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import DINOS, ROOT
+from _common import DINOS, serving
 
 CLIENTS = 8
 SECONDS = 8.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def hammer(url: str, path: str, seconds: float = SECONDS) -> tuple[float, np.ndarray, int]:
@@ -60,41 +49,25 @@ def report(label: str, rps: float, lat: np.ndarray, failures: int) -> None:
 
 
 async def main() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as store:
-        env = {**os.environ, "DINO_STORE_DIR": store}
-        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-                for _ in range(300):
-                    try:
-                        if (await c.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-                health = await hammer(url, "/healthz")
-                report("idle /healthz", *health)
-                idle = await hammer(url, "/names?count=7")
-                report("idle /names?count=7", *idle)
-                files = {"file": ("dinos.txt", Path(DINOS).read_bytes(), "text/plain")}
-                job = (await c.post("/train", files=files, data={"name": "loadtest", "epochs": "500"})).json()
-                while (await c.get(f"/jobs/{job['job_id']}")).json()["status"] != "running":
-                    await asyncio.sleep(0.1)
-                busy = await hammer(url, "/names?count=7")
-                report("training /names?count=7", *busy)
-                state = (await c.get(f"/jobs/{job['job_id']}")).json()
-                await c.post(f"/jobs/{job['job_id']}/cancel")
-            print(f"job was {state['status']} at epoch {state['epochs_done']} during the busy phase")
-            print(f"/names idle vs /healthz: {idle[0] / health[0]:.0%} (goal >= 50%)")
-            print(f"/names training vs idle: {busy[0] / idle[0]:.0%} (goal >= 50%), "
-                  f"p99 {np.percentile(busy[1], 99) * 1000:.1f} ms (goal < 100 ms)")
-            print(f"failed requests: {health[2] + idle[2] + busy[2]} (goal 0)")
-        finally:
-            server.terminate()
-            server.wait(30)
+    with serving() as (url, _):
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            health = await hammer(url, "/healthz")
+            report("idle /healthz", *health)
+            idle = await hammer(url, "/names?count=7")
+            report("idle /names?count=7", *idle)
+            files = {"file": ("dinos.txt", Path(DINOS).read_bytes(), "text/plain")}
+            job = (await c.post("/train", files=files, data={"name": "loadtest", "epochs": "500"})).json()
+            while (await c.get(f"/jobs/{job['job_id']}")).json()["status"] != "running":
+                await asyncio.sleep(0.1)
+            busy = await hammer(url, "/names?count=7")
+            report("training /names?count=7", *busy)
+            state = (await c.get(f"/jobs/{job['job_id']}")).json()
+            await c.post(f"/jobs/{job['job_id']}/cancel")
+        print(f"job was {state['status']} at epoch {state['epochs_done']} during the busy phase")
+        print(f"/names idle vs /healthz: {idle[0] / health[0]:.0%} (goal >= 50%)")
+        print(f"/names training vs idle: {busy[0] / idle[0]:.0%} (goal >= 50%), "
+              f"p99 {np.percentile(busy[1], 99) * 1000:.1f} ms (goal < 100 ms)")
+        print(f"failed requests: {health[2] + idle[2] + busy[2]} (goal 0)")
 
 
 if __name__ == "__main__":

@@ -172,3 +172,19 @@ def test_case_option_and_bad_lines(tmp_path: Path) -> None:
     long = tmp_path / "long.txt"
     long.write_text("Rex\n" * 3 + "Ab" * 40 + "\n")
     assert_clean_error(run("train", "--data", str(long), "--out", str(tmp_path / "x")), "line 4")
+
+
+def test_out_never_replaces_what_is_not_a_model(tmp_path: Path) -> None:
+    thesis = tmp_path / "work"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("keep me")
+    lone = tmp_path / "notes.txt"
+    lone.write_text("keep me too")
+    small = ("--hidden", "8", "--layers", "1", "--epochs", "1")
+    for target in (thesis, lone):
+        assert_clean_error(run("train", "--data", str(DINOS), "--out", str(target), *small), "not a model directory")
+    assert (thesis / "thesis.tex").read_text() == "keep me" and lone.read_text() == "keep me too"
+    assert_clean_error(run("train", "--data", str(DINOS), "--out", "/proc/no-such/model", *small), "cannot create")
+    model = tmp_path / "model"
+    assert run("train", "--data", str(DINOS), "--out", str(model), *small).returncode == 0
+    assert run("train", "--data", str(DINOS), "--out", str(model), *small).returncode == 0  # a model is replaced

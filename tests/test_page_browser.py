@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -81,6 +83,40 @@ def test_train_on_an_uploaded_list_then_generate(page: Any, tmp_path: Path) -> N
     page.get_by_test_id("names-count").fill("4")
     page.get_by_test_id("names-generate").click()
     page.wait_for_function("document.querySelectorAll('[data-testid=names-list] li').length === 4")
+
+
+def test_api_docs_render_with_the_network_cut_off(page: Any) -> None:
+    """/docs draws every operation while any request leaving this server is aborted."""
+    tab = page.context.browser.new_page()
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(page.url))
+    outside: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(origin):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    tab.route("**/*", only_this_server)
+    tab.goto(origin + "/docs")
+    tab.wait_for_selector(".opblock-summary-path[data-path='/info']")
+    assert outside == []
+    tab.close()
+
+
+def test_screenshot_for_the_readme(page: Any, tmp_path: Path) -> None:
+    """The README's picture of the page, taken after the tests above filled it in.
+    `make screenshot` writes it to docs/page.png; otherwise it goes to a temporary directory."""
+    page.get_by_test_id("names-model").select_option("dinos")
+    page.get_by_test_id("names-count").fill("8")
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=names-list] li').length === 8")
+    page.set_viewport_size({"width": 1200, "height": 700})
+    target = Path(os.environ.get("DINO_SCREENSHOT") or tmp_path / "page.png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_running_job_shows_how_long_it_will_take(page: Any, tmp_path: Path) -> None:

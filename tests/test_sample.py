@@ -63,6 +63,9 @@ def test_impossible_request_fails_clearly(tiny_names_model: TrainedModel) -> Non
         (NameOptions(prefix="x1"), "'1'"),
         (NameOptions(prefix="caf\u00e9"), "'\u00e9'"),  # used as typed: never silently changed to 'cafe'
         (NameOptions(prefix="tyrannosaurus", max_length=12), "raise max-length to 13"),
+        (NameOptions(prefix="a\nb"), "line break"),
+        (NameOptions(prefix="a\u2028"), "line break"),
+        (NameOptions(prefix="a" * 101, max_length=100), "use a shorter prefix"),
     ],
 )
 def test_bad_name_options(tiny_names_model: TrainedModel, opts: NameOptions, message: str) -> None:
@@ -164,3 +167,20 @@ def test_prefix_with_a_space_is_used_as_typed(tiny_multiword_model: TrainedModel
         sample_names(model, NameOptions(prefix=" Darth"))
     with pytest.raises(InvalidInput, match="control character"):
         sample_names(model, NameOptions(prefix="Da\x1brth"))
+
+
+def test_a_model_with_no_more_to_give_stops_early(tiny_names_model: TrainedModel) -> None:
+    # Just above the greedy limit nearly every row is the same name: the request ends after two
+    # rounds of repeats with advice, instead of drawing until the work bound is spent.
+    with pytest.raises(InvalidInput, match="keeps repeating"):
+        sample_names(tiny_names_model, NameOptions(count=50, temperature=GREEDY_BELOW * 1.5, seed=0))
+    # The only name that fits is the prefix itself, a training name: nothing novel exists.
+    with pytest.raises(InvalidInput, match="in the training list; drop novel"):
+        sample_names(tiny_names_model, NameOptions(count=1, prefix="Aachenosaurus", max_length=13, novel=True))
+
+
+def test_lines_count_lines_with_words(tiny_text_model: TrainedModel) -> None:
+    text = continue_text(tiny_text_model, PoemOptions(prompt="", lines=3, seed=1, temperature=2.0))
+    assert sum(1 for line in text.split("\n") if line.strip()) == 3
+    with pytest.raises(InvalidInput, match="'\u03a9'"):  # reported as typed, not as the folded 'ω'
+        continue_text(tiny_text_model, PoemOptions(prompt="\u03a9 thou"))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,21 +29,23 @@ def free_port() -> int:
 class Server:
     """`python -m app serve` on a free loopback port with its own store directory."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
         self.store = store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DINO_STORE_DIR": str(store)}
-        env.pop("DINO_ADMIN_TOKEN", None)
-        self.log = open(store.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        environ = {**os.environ, "DINO_STORE_DIR": str(store)}
+        environ.pop("DINO_ADMIN_TOKEN", None)
+        environ.update(env or {})
+        self.log_path = store.parent / f"server-{self.port}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port)],
+                                     cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
         wait_for(lambda: self._ready(), 60, "server ready")
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise RuntimeError("server exited: " + (self.store.parent / f"server-{self.port}.log").read_text())
+            raise RuntimeError("server exited: " + self.log_path.read_text())
         try:
             return self.client.get("/readyz").status_code == 200
         except httpx.TransportError:
@@ -88,13 +91,15 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s.stop()
 
 
-def repo_store_snapshot() -> dict[str, float]:
-    return {str(p): p.stat().st_mtime for p in (ROOT / "model_store").rglob("*")}
+def shipped_models_snapshot() -> dict[str, float]:
+    """The repo's shipped models only: a `make run` service may be writing the rest of model_store/."""
+    return {str(p): p.stat().st_mtime for d in ("dinos", "shakespeare") for p in (ROOT / "model_store" / d).rglob("*")}
 
 
 def test_upload_trains_in_another_process_and_hot_swaps(server: Server) -> None:
-    repo_before = repo_store_snapshot()
-    job_id = server.upload(NAMES_FILE, "heroines", epochs="4", hidden="16", seed="1")
+    shipped_before = shipped_models_snapshot()
+    heroines = f"heroines-{uuid.uuid4().hex[:8]}"  # a name no model in the repo's store has
+    job_id = server.upload(NAMES_FILE, heroines, epochs="4", hidden="16", seed="1")
     seen = []
 
     def finished() -> bool:
@@ -107,17 +112,19 @@ def test_upload_trains_in_another_process_and_hot_swaps(server: Server) -> None:
     assert job["status"] == "succeeded", job
     assert job["version"] == "1" and job["progress"] == 1.0 and job["epochs_done"] == 4
     assert [h["epoch"] for h in job["history"]] == [1, 2, 3, 4]
-    r = server.client.get("/names", params={"model": "heroines", "count": 3, "seed": 0})
+    r = server.client.get("/names", params={"model": heroines, "count": 3, "seed": 0})
     assert r.status_code == 200 and r.json()["version"] == "1" and len(r.json()["names"]) == 3
     # A second upload to the same name becomes version 2, active without a restart.
-    job2 = server.upload(NAMES_FILE, "heroines", epochs="2", hidden="24", seed="2")
+    job2 = server.upload(NAMES_FILE, heroines, epochs="2", hidden="24", seed="2")
     wait_for(lambda: server.job(job2)["status"] == "succeeded", 120, "second job")
-    assert server.client.get("/names", params={"model": "heroines"}).json()["version"] == "2"
-    model = server.client.get("/models/heroines").json()
+    assert server.client.get("/names", params={"model": heroines}).json()["version"] == "2"
+    model = server.client.get(f"/models/{heroines}").json()
     assert model["active_version"] == "2" and [v["version"] for v in model["versions"]] == ["1", "2"]
     assert 'dino_jobs{status="succeeded"} 2.0' in server.client.get("/metrics").text
-    assert repo_store_snapshot() == repo_before  # everything went to DINO_STORE_DIR
-    assert (server.store / "heroines" / "versions" / "2" / "model.json").is_file()
+    # Everything went to DINO_STORE_DIR: the job records and both versions, nothing in the repo.
+    assert shipped_models_snapshot() == shipped_before and not (ROOT / "model_store" / heroines).exists()
+    assert (server.store / heroines / "versions" / "2" / "model.json").is_file()
+    assert (server.store / "jobs.sqlite3").is_file()
 
 
 def test_cancel_running_job_keeps_current_model(server: Server) -> None:

@@ -56,3 +56,10 @@ def test_control_characters_are_refused_with_their_line() -> None:
         name_lines("Rex\nT\x07rex\n", "upload")
     with pytest.raises(InvalidInput, match=r"U\+000C"):
         clean_text("a page\x0cbreak")
+
+
+def test_invisible_formatting_is_dropped_but_joiners_stay() -> None:
+    assert clean_name("al\u200bpha") == "alpha"  # a zero-width space would make a "new" name look old
+    assert clean_name("\u202eRex\u202c") == "Rex"  # a right-to-left override and its end
+    assert clean_name("so\u00adphie") == "sophie"  # a soft hyphen
+    assert clean_name("\u0645\u06cc\u200c\u0631\u0648\u06cc") == "\u0645\u06cc\u200c\u0631\u0648\u06cc"  # Persian ZWNJ

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,12 +11,16 @@ from fastapi import Depends, HTTPException, Request
 
 from app.charlm.store import ModelStore
 
+from .admission import SamplingGate
 from .jobs import JobStore
 from .metrics import Metrics
 from .registry import ModelRegistry
 from .settings import Settings
+from .supervisor import WorkerSupervisor
 
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# A request that passed through a proxy is not a loopback client, whatever its socket peer.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+CLOSE = {"Connection": "close"}  # a refused writer's body is not worth receiving: end the connection
 
 
 @dataclass
@@ -27,6 +32,9 @@ class Services:
     registry: ModelRegistry
     jobs: JobStore
     metrics: Metrics
+    gate: SamplingGate
+    supervisor: WorkerSupervisor | None = None
+    loopback_writes: bool = True  # False when listening beyond loopback without a token: no writes at all
     ready: bool = False
 
 
@@ -38,20 +46,44 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def is_loopback(host: str) -> bool:
+    """True for a loopback IP address (IPv4, IPv6 or IPv4-mapped IPv6); names are never trusted."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def socket_peer(request: Request) -> str:
+    """The address of the TCP peer: the ASGI server must not rewrite it from forwarded headers
+    (`serve` runs uvicorn with proxy headers off)."""
+    client = request.scope.get("client")
+    return str(client[0]) if client else ""
+
+
 def require_writer(request: Request, services: ServicesDep) -> None:
-    """With a token configured, demand it; without one, accept only loopback clients."""
+    """With a token configured, demand it; without one, accept only direct loopback clients.
+
+    Runs before any request body is read (write endpoints read their bodies themselves).
+    """
     token = services.settings.admin_token
     if token:
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer", **CLOSE})
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(403, "invalid bearer token")
+            raise HTTPException(403, "invalid bearer token", headers=CLOSE)
         return
-    host = request.client.host if request.client else ""
-    if host not in LOOPBACK:
-        raise HTTPException(403, "write endpoints accept only loopback clients unless DINO_ADMIN_TOKEN is set")
+    if not services.loopback_writes:
+        raise HTTPException(403, "write endpoints are disabled: the service listens beyond loopback and "
+                            "DINO_ADMIN_TOKEN is not set; set it and send it as a bearer token", headers=CLOSE)
+    forwarded = any(h in request.headers for h in FORWARDING_HEADERS)
+    if forwarded or not is_loopback(socket_peer(request)):
+        raise HTTPException(403, "write endpoints accept only direct loopback clients unless DINO_ADMIN_TOKEN "
+                            "is set; set it and send it as a bearer token", headers=CLOSE)
 
 
 WriterDep = Depends(require_writer)

@@ -2,6 +2,9 @@
 
 Every method opens its own short-lived connection, so it is safe from any thread or process;
 state changes are single UPDATE statements guarded by the expected current status.
+
+Bounded: an upload's text is kept only while its job may still run (then only its SHA-256 and
+size remain), and only the newest `keep_finished` finished jobs are kept.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from app.charlm.textnorm import sha256_text
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -36,22 +41,48 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     version TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    worker_pid INTEGER
+    worker_pid INTEGER,
+    data_sha256 TEXT,
+    data_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 """
+SCHEMA_VERSION = 1  # PRAGMA user_version; 0 is the first schema (no data_sha256/data_bytes, texts kept forever)
 
 _PUBLIC = ("id", "model", "status", "options", "created_at", "started_at", "finished_at", "progress",
-           "epochs_done", "epochs_total", "history", "eta_seconds", "error", "version", "cancel_requested")
+           "epochs_done", "epochs_total", "history", "eta_seconds", "error", "version", "cancel_requested",
+           "data_sha256", "data_bytes")
+_SELECT_PUBLIC = f"SELECT {', '.join(_PUBLIC)} FROM jobs"
+MAX_HISTORY = 200  # loss-history points kept per job: enough for a chart, bounded for any number of epochs
+_FINISHED_SQL = "('succeeded', 'failed', 'cancelled')"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier schema up to SCHEMA_VERSION (one transaction)."""
+    db.execute("BEGIN IMMEDIATE")  # the API and the worker may open the file at the same moment
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version < 1:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in (("data_sha256", "TEXT"), ("data_bytes", "INTEGER")):
+            if column not in columns:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for job_id, data in db.execute("SELECT id, data FROM jobs WHERE data_sha256 IS NULL").fetchall():
+            db.execute("UPDATE jobs SET data_sha256 = ?, data_bytes = ? WHERE id = ?",
+                       (sha256_text(data), len(data.encode("utf-8")), job_id))
+        db.execute(f"UPDATE jobs SET data = '' WHERE status IN {_FINISHED_SQL}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    db.execute("COMMIT")
 
 
 class JobStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_finished: int = 200) -> None:
         self.path = path
+        self.keep_finished = keep_finished
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -71,7 +102,10 @@ class JobStore:
         return job
 
     def create(self, model: str, options: dict[str, Any], data: str, max_queued: int) -> dict[str, Any] | None:
-        """Queue a job, or return None when `max_queued` jobs are already waiting."""
+        """Queue a job, or return None when `max_queued` jobs are already waiting.
+
+        Finished jobs beyond the newest `keep_finished` are deleted in the same transaction.
+        """
         job_id = uuid.uuid4().hex[:16]
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
@@ -80,21 +114,26 @@ class JobStore:
                 db.execute("ROLLBACK")
                 return None
             db.execute(
-                "INSERT INTO jobs (id, model, status, options, data, created_at, epochs_total) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, model, json.dumps(options), data, time.time(), options.get("epochs")),
+                "INSERT INTO jobs (id, model, status, options, data, created_at, epochs_total, data_sha256, "
+                "data_bytes) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (job_id, model, json.dumps(options), data, time.time(), options.get("epochs"), sha256_text(data),
+                 len(data.encode("utf-8"))),
             )
+            db.execute(f"DELETE FROM jobs WHERE status IN {_FINISHED_SQL} AND id NOT IN (SELECT id FROM jobs "
+                       f"WHERE status IN {_FINISHED_SQL} ORDER BY finished_at DESC LIMIT ?)", (self.keep_finished,))
             db.execute("COMMIT")
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"{_SELECT_PUBLIC} WHERE id = ?", (job_id,)).fetchone()
         return self._public(row) if row else None
 
-    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """One page of jobs, newest first (public columns only: never the uploads)."""
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = db.execute(f"{_SELECT_PUBLIC} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                              (limit, offset)).fetchall()
         return [self._public(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -119,6 +158,10 @@ class JobStore:
 
     def report(self, job_id: str, progress: float, epochs_done: int, history: list[dict[str, Any]],
                eta_seconds: float | None) -> None:
+        """Store a running job's progress; a history longer than MAX_HISTORY is thinned evenly (last kept)."""
+        if len(history) > MAX_HISTORY:
+            step = -(-len(history) // (MAX_HISTORY - 1))  # ceiling division: at most MAX_HISTORY - 1 points
+            history = history[::step][: MAX_HISTORY - 1] + history[-1:]
         with self._connect() as db:
             db.execute("UPDATE jobs SET progress = ?, epochs_done = ?, history = ?, eta_seconds = ? "
                        "WHERE id = ? AND status = 'running'",
@@ -132,15 +175,15 @@ class JobStore:
     def request_cancel(self, job_id: str) -> dict[str, Any] | None:
         """Cancel a queued job at once; flag a running one for its worker to stop."""
         with self._connect() as db:
-            db.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'cancelled by request' "
-                       "WHERE id = ? AND status = 'queued'", (time.time(), job_id))
+            db.execute("UPDATE jobs SET status = 'cancelled', finished_at = ?, error = 'cancelled by request', "
+                       "data = '' WHERE id = ? AND status = 'queued'", (time.time(), job_id))
             db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,))
         return self.get(job_id)
 
     def finish(self, job_id: str, status: str, error: str | None = None, version: str | None = None) -> None:
         assert status in FINISHED
         with self._connect() as db:
-            db.execute("UPDATE jobs SET status = ?, error = ?, version = ?, finished_at = ?, "
+            db.execute("UPDATE jobs SET status = ?, error = ?, version = ?, finished_at = ?, data = '', "
                        "progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END, eta_seconds = NULL "
                        "WHERE id = ? AND status = 'running'",
                        (status, error, version, time.time(), status, job_id))
@@ -155,6 +198,14 @@ class JobStore:
     def fail_interrupted(self) -> int:
         """Mark jobs left running by a process that died as failed ("interrupted")."""
         with self._connect() as db:
-            cur = db.execute("UPDATE jobs SET status = 'failed', error = 'interrupted', finished_at = ? "
+            cur = db.execute("UPDATE jobs SET status = 'failed', error = 'interrupted', finished_at = ?, data = '' "
                              "WHERE status = 'running'", (time.time(),))
+            return cur.rowcount
+
+    def fail_worker_jobs(self, worker_pid: int) -> int:
+        """Fail the jobs a dead worker process was running ("worker died"); returns how many."""
+        with self._connect() as db:
+            cur = db.execute("UPDATE jobs SET status = 'failed', error = 'worker died', finished_at = ?, data = '', "
+                             "eta_seconds = NULL WHERE status = 'running' AND worker_pid = ?",
+                             (time.time(), worker_pid))
             return cur.rowcount

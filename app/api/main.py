@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -15,39 +14,28 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.requests import ClientDisconnect
 
-from .deps import Services
+from app import __version__
+
+from .admission import CLIENT_GONE, SamplingGate
+from .bodylimit import BodyLimit
+from .deps import CLOSE, Services
 from .jobs import JobStore
+from .logs import printable
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routers import health, jobs, models, names, page, poem, train
+from .routers import health, info, jobs, models, names, page, poem, train
 from .settings import Settings
-from .worker import WORKER_ENV
+from .supervisor import WorkerSupervisor, start_worker
 
 log = logging.getLogger("dinosaurus.api")
 BUILTIN_MODELS = ("dinos", "shakespeare")
 
 
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """The training worker, in its own process with one BLAS thread."""
-    logs = settings.store_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "app.api.worker", "--store", str(settings.store_dir),
-           "--builtin", str(settings.builtin_dir), "--parent", str(os.getpid())]
-    with open(logs / "worker.log", "ab") as out:
-        return subprocess.Popen(cmd, env={**os.environ, **WORKER_ENV}, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _stop_worker(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    proc.terminate()  # the worker re-queues its running job and exits
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, loopback_writes: bool = True) -> FastAPI:
+    """The service; `loopback_writes=False` (listening beyond loopback) refuses writes unless a token is set."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -55,30 +43,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = settings.store
         settings.store_dir.mkdir(parents=True, exist_ok=True)
         removed = store.remove_partial_writes()
-        jobs_db = JobStore(settings.jobs_db)
+        jobs_db = JobStore(settings.jobs_db, keep_finished=settings.max_finished_jobs)
         interrupted = jobs_db.fail_interrupted()
         if removed or interrupted:
             log.warning("recovered: %d partial writes removed, %d interrupted jobs failed", removed, interrupted)
-        services = Services(settings, store, ModelRegistry(store), jobs_db, Metrics())
+        metrics = Metrics()
+        gate = SamplingGate(settings.max_sampling_requests, settings.request_work_seconds, metrics,
+                            threads=os.cpu_count() or 1)
+        services = Services(settings, store, ModelRegistry(store), jobs_db, metrics, gate,
+                            loopback_writes=loopback_writes or bool(settings.admin_token))
         app.state.services = services
         for name in BUILTIN_MODELS:
             if name in store.names():
                 await asyncio.to_thread(services.registry.get, name)
         services.ready = True
-        worker = _start_worker(settings) if settings.start_worker else None
+        watchdog = None
+        if settings.start_worker:
+            services.supervisor = WorkerSupervisor(lambda: start_worker(settings), jobs_db)
+            watchdog = asyncio.create_task(services.supervisor.watch())
         try:
             yield
         finally:
             services.ready = False
-            if worker is not None:
-                await asyncio.to_thread(_stop_worker, worker)
+            if watchdog is not None and services.supervisor is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+                await asyncio.to_thread(services.supervisor.stop)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
+        favicon_url="/favicon.svg",
         title="Dinosaurus",
-        version="0.1.0",
+        version=__version__,
         description="Character-level language models in NumPy: invent names, complete sonnets, train on your list.",
         lifespan=lifespan,
     )
+    # Added first, so it is the innermost middleware: the route's reads (inside the exception
+    # handlers) are the ones that raise its 413, not the http middlewares' own receive tasks.
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + train.MULTIPART_OVERHEAD)
+
+    @app.exception_handler(413)
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        """The body limit and the upload check both end here: one message, and stop the sender."""
+        return JSONResponse({"detail": f"upload is larger than {settings.max_upload_bytes} bytes"},
+                            status_code=413, headers=CLOSE)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,9 +96,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
         return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client went away mid-body (or its body timed out): nothing to answer, nothing to trace."""
+        return Response(status_code=CLIENT_GONE)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", printable(request.method), printable(request.url.path))
         return JSONResponse({"detail": "internal error"}, status_code=500)  # no paths, no traceback
 
     @app.middleware("http")
@@ -100,14 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(value == "" for _, value in pairs):
             request.scope["query_string"] = urlencode([(k, v) for k, v in pairs if v != ""]).encode()
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def refuse_huge_uploads(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """413 before the body is read when Content-Length already says it is too large."""
-        limit = settings.max_upload_bytes
-        if request.method == "POST" and train.declared_too_large(request.headers.get("content-length"), limit):
-            return JSONResponse({"detail": f"upload is larger than {limit} bytes"}, status_code=413)
         return await call_next(request)
 
     @app.middleware("http")
@@ -125,8 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services: Services | None = getattr(request.app.state, "services", None)
             if services is not None:
                 services.metrics.observe(label, request.method, status, elapsed)
-            log.info("%s %s %d %.1fms", request.method, request.url.path, status, elapsed * 1000)
+            log.info("%s %s %d %.1fms", printable(request.method), printable(request.url.path), status,
+                     elapsed * 1000)
 
-    for module in (names, poem, train, jobs, models, health, page):
+    for module in (names, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)
     return app

@@ -1,10 +1,16 @@
-"""Prometheus metrics of one app instance (its own registry, so test apps do not collide)."""
+"""Prometheus metrics of one app instance (its own registry, so test apps do not collide).
+
+Label values come from bounded sets only: route templates (never raw paths), known HTTP methods,
+status codes and models that answered; nothing a client types becomes a new series.
+"""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from .jobs import JobStore
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -19,9 +25,14 @@ class Metrics:
         self.jobs = Gauge("dino_jobs", "Training jobs by status", ["status"], registry=self.registry)
         self.active = Gauge("dino_model_active_version", "1 for the active version of each model",
                             ["model", "version"], registry=self.registry)
+        self.refused = Counter("dino_sampling_refused_total", "Sampling requests refused (429, server busy)",
+                               registry=self.registry)
+        self.stopped = Counter("dino_sampling_stopped_total", "Sampling stopped early (budget spent or client gone)",
+                               ["reason"], registry=self.registry)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
+        """Count one request; `route` must be a route template or "unmatched"."""
+        self.requests.labels(route, method if method in METHODS else "OTHER", str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
     def render(self, jobs: JobStore, active: dict[str, str]) -> bytes:

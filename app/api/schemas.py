@@ -41,6 +41,8 @@ class JobOut(BaseModel):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    data_sha256: str | None = Field(default=None, description="SHA-256 of the uploaded text (kept after it is dropped)")
+    data_bytes: int | None = Field(default=None, description="size of the uploaded text in UTF-8 bytes")
 
 
 class VersionOut(BaseModel):
@@ -66,3 +68,17 @@ class ModelOut(BaseModel):
 class Status(BaseModel):
     status: str
     models: list[str] = []
+
+
+class InfoModel(BaseModel):
+    name: str
+    version: str
+    kind: str
+    size_bytes: int = Field(description="bytes on disk of the active version's directory")
+
+
+class InfoOut(BaseModel):
+    version: str = Field(description="the package's version")
+    commit: str | None = Field(description="git commit the server was built from; null if unknown")
+    models: list[InfoModel]
+    limits: dict[str, int] = Field(description="request limits this server enforces")

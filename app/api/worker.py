@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,31 @@ from app.charlm.errors import CharLMError, TrainingCancelled
 from app.charlm.store import ModelStore
 from app.charlm.train import Progress, TrainConfig, resume, train
 
+from . import logs
 from .jobs import JobStore
 
 log = logging.getLogger("dinosaurus.worker")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def capped(config: TrainConfig, max_seconds: float) -> TrainConfig:
+    """`config` with its time budget at most `max_seconds`, its epochs meaning what they meant.
+
+    The epochs are resolved first: a budget given without epochs makes them unlimited (train until
+    the budget is spent), and the server's cap must not turn a fixed epoch count into that.
+    """
+    epochs = config.resolved().epochs
+    budget = max_seconds if config.time_budget is None else min(config.time_budget, max_seconds)
+    return replace(config, epochs=epochs, time_budget=budget)
+
+
 class Worker:
-    def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int, poll_seconds: float = 0.2) -> None:
+    def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int, poll_seconds: float = 0.2,
+                 max_job_seconds: float = 3600.0) -> None:
         self.store, self.jobs = store, jobs
         self.parent_pid = parent_pid
         self.poll_seconds = poll_seconds
+        self.max_job_seconds = max_job_seconds
         self.stopping = False
 
     def parent_alive(self) -> bool:
@@ -77,7 +92,7 @@ class Worker:
                 log.info("job %s: resuming from its checkpoint", job_id)
                 model = resume(job_dir, on_progress=on_progress, should_stop=should_stop)
             else:
-                config = TrainConfig(kind="names", **job["options"])
+                config = capped(TrainConfig(kind="names", **job["options"]), self.max_job_seconds)
                 base = self.store.load(config.init_from) if config.init_from else None
                 model = train(data, config, on_progress=on_progress, should_stop=should_stop,
                               checkpoint_dir=job_dir, base=base)
@@ -117,13 +132,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", required=True, type=Path)
     parser.add_argument("--builtin", required=True, type=Path)
     parser.add_argument("--parent", required=True, type=int)
+    parser.add_argument("--max-job-seconds", type=float, default=3600.0, help="training time per job at most")
+    parser.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024)
+    parser.add_argument("--log-backups", type=int, default=3)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logs.configure(args.store / "logs" / "worker.log", args.log_max_bytes, args.log_backups, console=False)
     try:
         os.nice(10)
     except OSError:
         pass
-    worker = Worker(ModelStore(args.store, args.builtin), JobStore(args.store / "jobs.sqlite3"), args.parent)
+    worker = Worker(ModelStore(args.store, args.builtin), JobStore(args.store / "jobs.sqlite3"), args.parent,
+                    max_job_seconds=args.max_job_seconds)
 
     def on_term(signum: int, frame: object) -> None:
         worker.stopping = True

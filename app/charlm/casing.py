@@ -47,12 +47,13 @@ class CasePolicy:
         return name
 
     def to_meta(self) -> dict[str, Any]:
-        return {"case": self.mode, "case_style": self.style}
+        return {"case": self.mode, "case_style": self.style} if self.mode == "fold" else {"case": "keep"}
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> CasePolicy:
         """From model.json; absent fields (format version 1) mean fold, shown as Title."""
-        mode, style = meta.get("case", "fold"), meta.get("case_style", "title")
+        mode = meta.get("case", "fold")
+        style = meta.get("case_style", "title" if mode == "fold" else "lower")  # keep: no style to restore
         if mode not in ("fold", "keep") or style not in ("title", "lower"):
             raise ValueError(f"unknown case {mode!r}/{style!r}")
         return cls(mode, style)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .casing import CasePolicy
-from .errors import InvalidModel
+from .errors import InvalidInput, InvalidModel
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig
 from .vocab import Vocab
@@ -67,6 +67,22 @@ def _metadata(model: TrainedModel) -> dict[str, Any]:
         **model.case.to_meta(),
         **model.meta,
     }
+
+
+def check_target(directory: str | Path) -> None:
+    """Refuse, before any training, a place `save` would harm or cannot use: an existing file or a
+    directory that holds something other than a model (saving replaces the whole directory), or a
+    parent that cannot be created. Raises InvalidInput naming the path."""
+    target = Path(directory)
+    if target.exists() and not (target.is_dir() and ((target / "model.json").is_file() or not any(target.iterdir()))):
+        raise InvalidInput(f"{target} already exists and is not a model directory; saving would replace it, "
+                           "so choose a new path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {target.parent} ({exc.strerror}); choose another path") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{target.parent} is not writable; choose another path")
 
 
 def save(model: TrainedModel, directory: str | Path) -> Path:

@@ -30,7 +30,8 @@ def check_names(text: str, min_distinct: int = 1, source: str = "data") -> list[
                                f"{MAX_NAME_LENGTH} ({name[:20]!r}...); shorten or split it")
     distinct = list(dict.fromkeys(name for _, name in lines))
     if len(distinct) < min_distinct:
-        raise InvalidInput(f"{source} has {len(distinct)} distinct names; at least {min_distinct} distinct "
+        plural = "" if len(distinct) == 1 else "s"
+        raise InvalidInput(f"{source} has {len(distinct)} distinct name{plural}; at least {min_distinct} distinct "
                            "names are needed, one per line")
     alphabet = set("".join(distinct))
     if len(alphabet) > MAX_VOCAB:

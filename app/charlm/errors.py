@@ -19,3 +19,7 @@ class InvalidModel(CharLMError):
 
 class TrainingCancelled(CharLMError):
     """Training was stopped from outside (a cancelled job) before it finished."""
+
+
+class WorkStopped(CharLMError):
+    """Sampling was stopped from outside (a spent work budget or a caller that went away)."""

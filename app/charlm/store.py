@@ -1,4 +1,4 @@
-"""The model store: built-in models shipped in the repo plus versioned user models.
+"""The model store: built-in models shipped with the package plus versioned user models.
 
 Layout: a built-in model is a plain model directory `<builtin>/<name>/`; a user model lives in
 `<root>/<name>/versions/<n>/` with the active version's number in `<root>/<name>/ACTIVE`.
@@ -7,6 +7,7 @@ Every write is a rename of a finished directory or file, so readers never see ha
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import shutil
@@ -17,7 +18,17 @@ from . import checkpoint
 from .checkpoint import TrainedModel
 from .errors import InvalidInput, ModelNotFound
 
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "model_store"
+
+def shipped_models_dir() -> Path:
+    """Where the built-in models are: the package `app.shipped` (the wheel maps the repo's model_store/
+    there), or model_store/ of a checkout that was never installed."""
+    try:
+        return Path(str(importlib.resources.files("app.shipped")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "model_store"
+
+
+BUILTIN_DIR = shipped_models_dir()
 BUILTIN_VERSION = "builtin"
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
 

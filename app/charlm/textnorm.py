@@ -4,8 +4,11 @@ Bytes: UTF-8 (a byte-order mark is dropped) or UTF-16/UTF-32 with a byte-order m
 Line breaks: CRLF, CR, LF, NEL (U+0085) and the Unicode line and paragraph separators all
 become '\\n'. Spaces: a tab, a no-break space and every other Unicode space separator (category
 Zs) become ' '; in a name, runs of spaces become one and the ends are stripped. Text is NFC.
-Only control characters (Unicode category Cc) are refused, named with their line number;
-zero-width no-break spaces (U+FEFF, a stray byte-order mark) are dropped.
+Only control characters (Unicode category Cc) are refused, named with their line number.
+Invisible formatting characters (category Cf: soft hyphens, zero-width spaces, direction marks
+and overrides, a stray byte-order mark) are dropped, except the zero-width non-joiner and joiner
+(U+200C, U+200D) that Persian, Indic scripts and emoji need: otherwise "al\u200bpha" would look
+like "alpha" and still count as a new name.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ _BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
 _LINE_BREAKS = re.compile("\r\n|[\r\u0085\u2028\u2029]")
 _SPACES = re.compile(r"[^\S\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # whitespace that is not a line break
 _RUNS_OF_SPACES = re.compile(" {2,}")
+_KEPT_FORMAT = {"\u200c", "\u200d"}  # zero-width non-joiner and joiner: part of how some scripts spell
 
 
 def decode_text(raw: bytes, source: str = "input") -> str:
@@ -51,13 +55,15 @@ def decode_text(raw: bytes, source: str = "input") -> str:
             raise InvalidInput(f"{source} is not UTF-8 text (line {line}, byte offset {exc.start}); "
                                "save it as UTF-8") from None
     if not text.strip():
-        raise InvalidInput(f"{source} is empty")
+        raise InvalidInput(f"{source} is empty (or only white space)")
     return text
 
 
 def read_text_file(path: str | Path) -> str:
     """Read a data file by the rule above, turning every way it can be unusable into InvalidInput."""
     p = Path(path)
+    if p.is_dir():
+        raise InvalidInput(f"data file {path} is a directory; give the path of a text file")
     if not p.is_file():
         raise InvalidInput(f"data file not found: {path}")
     try:
@@ -80,7 +86,9 @@ def describe_char(ch: str) -> str:
 
 def clean_text(text: str, source: str = "text") -> str:
     """A text stream or prompt: NFC, '\\n' line breaks, plain spaces; control characters refused."""
-    text = unicodedata.normalize("NFC", text).replace("\ufeff", "")
+    text = unicodedata.normalize("NFC", text)
+    if any(unicodedata.category(c) == "Cf" for c in text):
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf" or c in _KEPT_FORMAT)
     text = _SPACES.sub(" ", _LINE_BREAKS.sub("\n", text))
     for number, line in enumerate(text.split("\n"), start=1):
         bad = next((c for c in line if unicodedata.category(c) == "Cc"), None)

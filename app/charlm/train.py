@@ -441,8 +441,8 @@ def train(
             and len(prep.names) < SMALL_LIST and prep.val_data is None):
         cfg = replace(cfg, epochs=_cross_validate(cfg, prep, clock, base), schedule_epochs=cfg.epochs)
     measured = None
-    if (cfg.kind == "names" and cfg.time_budget is not None and config.hidden is None and config.layers is None
-            and base is None and snapshot is None and len(prep.train_data) >= SMALL_LIST):
+    if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
+            and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
         cfg, measured = _size_for_budget(cfg, prep, clock)
     run = _new_run(cfg, prep, rng, clock, should_stop, base)
     if snapshot is not None:

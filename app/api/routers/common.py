@@ -17,6 +17,10 @@ MODEL_NAME = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,40}$", description="mo
 TEMPERATURE = Annotated[float, Query(gt=0, le=10, description="sampling temperature")]
 TOP_K = Annotated[int | None, Query(ge=1, le=1000, description="sample only from the k likeliest")]
 SEED = Annotated[int | None, Query(ge=0, le=2**32 - 1, description="same seed, same answer")]
+BUSY: dict[int | str, dict[str, object]] = {
+    429: {"description": "too many sampling requests at once (see Retry-After)"},
+    422: {"description": "invalid options, or more sampling than one request may do"},
+}
 
 
 def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:

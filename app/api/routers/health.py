@@ -24,6 +24,8 @@ async def readyz(services: ServicesDep) -> Response | Status:
     loaded = sorted({name for name, _ in services.registry.loaded()})
     if not services.ready:
         return JSONResponse({"status": "loading", "models": loaded}, status_code=503)
+    if services.supervisor is not None and not services.supervisor.alive():
+        return JSONResponse({"status": "no training worker", "models": loaded}, status_code=503)
     return Status(status="ready", models=loaded)
 
 

@@ -15,6 +15,9 @@ router = APIRouter(prefix="/jobs", tags=["training"])
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$")]
 
 
+MAX_PAGE = 100
+
+
 def _job_or_404(services: ServicesDep, job_id: str) -> dict[str, Any]:
     job = services.jobs.get(job_id)
     if job is None:
@@ -23,8 +26,12 @@ def _job_or_404(services: ServicesDep, job_id: str) -> dict[str, Any]:
 
 
 @router.get("", response_model=list[JobOut])
-def list_jobs(services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-    return services.jobs.recent(limit)
+def list_jobs(services: ServicesDep,
+              limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="jobs per page")] = MAX_PAGE,
+              offset: Annotated[int, Query(ge=0, le=1_000_000, description="jobs to skip, newest first")] = 0,
+              ) -> list[dict[str, Any]]:
+    """One page of jobs, newest first: `?limit=10&offset=10` is the second page of ten."""
+    return services.jobs.recent(limit, offset)
 
 
 @router.get("/{job_id}", response_model=JobOut)
@@ -35,13 +42,14 @@ def get_job(services: ServicesDep, job_id: JOB_ID) -> dict[str, Any]:
 @router.post("/{job_id}/cancel", response_model=JobOut, dependencies=[WriterDep])
 async def cancel_job(services: ServicesDep, job_id: JOB_ID) -> dict[str, Any]:
     """Cancel a queued job at once, or ask the worker to stop a running one (waits up to 5 s)."""
-    job = _job_or_404(services, job_id)
+    job = await asyncio.to_thread(_job_or_404, services, job_id)  # SQLite stays off the event loop
     if job["status"] in FINISHED:
         raise HTTPException(409, f"job {job_id} has already finished ({job['status']})")
-    job = services.jobs.request_cancel(job_id) or job
+    latest: dict[str, Any] | None = await asyncio.to_thread(services.jobs.request_cancel, job_id)
     for _ in range(50):
+        job = latest or job
         if job["status"] in FINISHED:
             break
         await asyncio.sleep(0.1)
-        job = services.jobs.get(job_id) or job
+        latest = await asyncio.to_thread(services.jobs.get, job_id)
     return job

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.charlm.sample import MAX_POEM_CHARS, MAX_PROMPT_CHARS, PoemOptions, continue_text
 
+from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import PoemOut
-from .common import MODEL_NAME, SEED, TEMPERATURE, TOP_K, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, TEMPERATURE, TOP_K, load_model, user_errors
 
 router = APIRouter(tags=["poem"])
 
 
-@router.get("/poem", response_model=PoemOut)
-def get_poem(
+@router.get("/poem", response_model=PoemOut, responses=BUSY)
+async def get_poem(
+    request: Request,
     services: ServicesDep,
     prompt: Annotated[str, Query(max_length=MAX_PROMPT_CHARS, description="first words of the poem")] = "",
     length: Annotated[int, Query(ge=1, le=MAX_POEM_CHARS, description="characters to add")] = 400,
@@ -26,8 +28,12 @@ def get_poem(
     seed: SEED = None,
     model: MODEL_NAME = "shakespeare",
 ) -> PoemOut:
-    loaded, version = load_model(services, model)
     opts = PoemOptions(prompt=prompt, length=length, lines=lines, temperature=temperature, top_k=top_k, seed=seed)
-    with user_errors():
-        poem = prompt + continue_text(loaded, opts)
+
+    def work(should_stop: StopCheck) -> tuple[str, str]:
+        loaded, version = load_model(services, model)
+        with user_errors():
+            return prompt + continue_text(loaded, opts, should_stop), version
+
+    poem, version = await services.gate.run(request, work)
     return PoemOut(model=model, version=version, prompt=prompt, poem=poem)

@@ -1,71 +1,133 @@
-"""POST /train: validate an uploaded name list completely, then queue a training job."""
+"""POST /train: authorise, read the upload within its limit, validate it completely, queue a job.
+
+The handler parses the form itself (FastAPI's form parameters would receive and spool the whole
+body before the write rule runs): the token or loopback rule comes first, then the body is read,
+counted as it streams in by the app's BodyLimit (413 as soon as it is passed, chunked or not).
+Decoding, validation and the SQLite insert run in a thread, off the event loop.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import asyncio
+import re
+from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import FormData, UploadFile
 
 from app.charlm.data import check_names
 from app.charlm.errors import InvalidInput
 from app.charlm.textnorm import decode_text
 from app.charlm.train import TrainConfig
 
-from ..deps import ServicesDep, WriterDep
+from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
-MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries
+MULTIPART_OVERHEAD = 64 * 1024  # room for the form's other fields and boundaries (in the app's body limit)
 
 
-def declared_too_large(content_length: str | None, limit: int) -> bool:
-    """True when a request announces more bytes than an upload of `limit` can need."""
-    return bool(content_length and content_length.isdigit() and int(content_length) > limit + MULTIPART_OVERHEAD)
+class TrainForm(BaseModel):
+    """The form fields of POST /train besides `file` (unknown fields are refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")
+    epochs: int | None = Field(default=None, ge=1, le=500)
+    arch: Literal["rnn", "lstm"] = "lstm"
+    hidden: int | None = Field(default=None, ge=4, le=512)
+    layers: int | None = Field(default=None, ge=1, le=3)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    time_budget: float | None = Field(default=None, ge=0.1, description="seconds, at most the server's job cap")
+    case: Literal["auto", "keep", "fold"] = Field(default="auto", description="keep or fold letter case")
 
 
-async def _read_limited(upload: UploadFile, limit: int) -> bytes:
-    """The upload's bytes, refusing with 413 as soon as it passes `limit`."""
-    chunks, size = [], 0
-    while chunk := await upload.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"upload is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_BODY_SCHEMA = {
+    "type": "object",
+    "required": ["file", "name"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "UTF-8 text, one name per line"},
+                   **TrainForm.model_json_schema()["properties"]},
+}
+
+
+async def _read_form(request: Request) -> FormData:
+    """The multipart form (one file, a few short fields); the app's body limit bounds what is read."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(415, "send the form as multipart/form-data, with the name list in the field 'file'",
+                            headers=CLOSE)
+    return await request.form(max_files=1, max_fields=16, max_part_size=1024)
+
+
+def _parse_fields(form: FormData) -> TrainForm:
+    """The form's text fields validated (blank values mean "not given"), or 422 naming the problems."""
+    values = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str) and v != ""}
+    try:
+        return TrainForm.model_validate(values)
+    except ValidationError as exc:
+        errors = [{**e, "msg": f"unknown field (known: file, {', '.join(TrainForm.model_fields)})"}
+                  if e["type"] == "extra_forbidden" else e for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+def _api_terms(message: str) -> str:
+    """The core's messages name CLI options (`--time-budget`); the API's fields are `time_budget`."""
+    return re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), message)
+
+
+def _options(form: TrainForm, services: Services) -> dict[str, Any]:
+    """The job's training options; 422 for what the form's own bounds cannot know."""
+    cap = services.settings.max_job_seconds
+    if form.time_budget is not None and form.time_budget > cap:
+        raise HTTPException(422, f"time_budget: must be at most {cap:g} seconds on this server")
+    options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers,
+                               "epochs": form.epochs, "seed": form.seed, "time_budget": form.time_budget}
+    if form.case != "auto":  # "auto" is the trainer's default: stored only when asked otherwise
+        options["case"] = form.case
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options: dict[str, Any]
+                        ) -> dict[str, Any] | None:
+    """Decode and check the whole upload, then queue the job (None: the queue is full). In a thread."""
+    try:
+        text = decode_text(raw, "upload")
+        check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
+        resolved = TrainConfig(kind="names", **options).resolved()
+    except InvalidInput as exc:
+        raise HTTPException(422, _api_terms(str(exc))) from None
+    if form.time_budget is None:
+        options["epochs"] = resolved.epochs  # so the job can report epochs_total
+    return services.jobs.create(form.name, options, text, services.settings.max_queued_jobs)
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated,
              dependencies=[WriterDep],
-             responses={413: {"description": "upload too large"}, 429: {"description": "queue full"}})
-async def post_train(
-    response: Response,
-    services: ServicesDep,
-    file: Annotated[UploadFile, File(description="UTF-8 text, one name per line")],
-    name: Annotated[str, Form(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")],
-    epochs: Annotated[int | None, Form(ge=1, le=500)] = None,
-    arch: Annotated[Literal["rnn", "lstm"], Form()] = "lstm",
-    hidden: Annotated[int | None, Form(ge=4, le=512)] = None,
-    layers: Annotated[int | None, Form(ge=1, le=3)] = None,
-    seed: Annotated[int, Form(ge=0, le=2**32 - 1)] = 0,
-    time_budget: Annotated[float | None, Form(gt=0, le=3600)] = None,
-) -> JobCreated:
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {"multipart/form-data": {"schema": _BODY_SCHEMA}}}},
+             responses={413: {"description": "upload too large"}, 415: {"description": "not multipart/form-data"},
+                        429: {"description": "queue full"}})
+async def post_train(request: Request, response: Response, services: ServicesDep) -> JobCreated:
     settings = services.settings
-    if services.store.is_builtin(name):
-        raise HTTPException(409, f"{name!r} is a built-in model and cannot be replaced; choose another name")
-    raw = await _read_limited(file, settings.max_upload_bytes)
-    options = {"arch": arch, "hidden": hidden, "layers": layers, "epochs": epochs, "seed": seed,
-               "time_budget": time_budget}
-    options = {k: v for k, v in options.items() if v is not None}
+    limit = settings.max_upload_bytes
+    form_data = await _read_form(request)
     try:
-        text = decode_text(raw, "upload")
-        check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
-        resolved = TrainConfig(kind="names", **options).resolved()  # type: ignore[arg-type]
-    except InvalidInput as exc:
-        raise HTTPException(422, str(exc)) from None
-    if time_budget is None:
-        options["epochs"] = resolved.epochs  # so the job can report epochs_total
-    job = services.jobs.create(name, options, text, settings.max_queued_jobs)
+        form = _parse_fields(form_data)
+        upload = form_data.get("file")
+        if not isinstance(upload, UploadFile):
+            problem = "missing" if upload is None else "must be a file upload, not text"
+            raise HTTPException(422, f"file: {problem}; send the name list as the multipart field 'file'")
+        if services.store.is_builtin(form.name):
+            raise HTTPException(409, f"{form.name!r} is a built-in model and cannot be replaced; choose another name")
+        options = _options(form, services)
+        raw = await upload.read(limit + 1)
+        if len(raw) > limit:
+            raise HTTPException(413)  # the message comes from the app's 413 handler
+    finally:
+        await form_data.close()
+    job = await asyncio.to_thread(_validate_and_queue, services, form, raw, options)
     if job is None:
         raise HTTPException(429, f"the training queue is full ({settings.max_queued_jobs} jobs waiting); try later")
     response.headers["Location"] = f"/jobs/{job['id']}"

@@ -1,0 +1,74 @@
+"""Admission control and a work budget for sampling requests (GET /names, GET /poem).
+
+Sampling never runs on the event loop: it goes to `threads` worker threads (one per core: more
+would only fight the event loop for the GIL), and at most `capacity` requests are admitted at a
+time, running or waiting for a thread; more get 429 with Retry-After, so light endpoints keep
+answering. Each request may sample for `seconds` at most once its thread starts (then 422) and
+stops as soon as its client disconnects: the sampler polls `should_stop` once per generation step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+from fastapi import HTTPException, Request
+
+from app.charlm.errors import WorkStopped
+
+from .metrics import Metrics
+
+T = TypeVar("T")
+StopCheck = Callable[[], bool]
+CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but metrics and logs show it
+
+
+class SamplingGate:
+    def __init__(self, capacity: int, seconds: float, metrics: Metrics, threads: int = 2) -> None:
+        self.capacity = capacity
+        self.seconds = seconds
+        self.metrics = metrics
+        self.limiter = anyio.CapacityLimiter(min(threads, capacity))  # its own threads: sync endpoints keep theirs
+        self.in_flight = 0  # changed only on the event loop, so no lock
+
+    async def run(self, request: Request, work: Callable[[StopCheck], T]) -> T:
+        """`work(should_stop)` in a thread under this gate's admission rule and work budget."""
+        if self.in_flight >= self.capacity:
+            self.metrics.refused.inc()
+            raise HTTPException(429, f"the server is busy: {self.capacity} sampling requests are running; "
+                                "retry in a second", headers={"Retry-After": "1"})
+        self.in_flight += 1
+        gone = threading.Event()
+
+        def timed_work() -> T:
+            deadline = time.monotonic() + self.seconds
+            return work(lambda: gone.is_set() or time.monotonic() >= deadline)
+
+        watcher = asyncio.create_task(_set_when_disconnected(request, gone))
+        try:
+            return await anyio.to_thread.run_sync(timed_work, limiter=self.limiter)
+        except WorkStopped:
+            if gone.is_set():
+                self.metrics.stopped.labels("disconnect").inc()
+                raise HTTPException(CLIENT_GONE, "the client closed the request") from None
+            self.metrics.stopped.labels("budget").inc()
+            raise HTTPException(422, f"this request needs more than {self.seconds:g} s of sampling; ask for "
+                                "fewer or shorter results, relax the length limits or raise the temperature "
+                                "or top_k") from None
+        finally:
+            gone.set()  # if this request was cancelled (shutdown), its thread stops at the next step
+            watcher.cancel()
+            self.in_flight -= 1
+
+
+async def _set_when_disconnected(request: Request, gone: threading.Event) -> None:
+    """Wait for the ASGI disconnect message (sampling requests have no body to read first)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
