@@ -209,7 +209,6 @@ class _Run:
     rng: np.random.Generator
     clock: Clock
     started: float
-    should_stop: StopCheck | None
     ema_params: Params | None = None  # exponential moving average of the weights, if enabled
     best_params: Params | None = None
     best_val: float | None = None
@@ -385,7 +384,7 @@ def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float
     """
     copies = {k: v.copy() for k, v in run.params.items()}
     probe = replace(run, params=copies, opt=Adam(copies), rng=np.random.default_rng(run.cfg.seed + 1),
-                    should_stop=None, ema_params=None, epoch_state=None)
+                    ema_params=None, epoch_state=None)
     least, most, seconds = _CALIBRATION
     durations: list[float] = []
     losses: Iterator[float] = iter(())
@@ -444,7 +443,7 @@ def train(
     if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
             and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
         cfg, measured = _size_for_budget(cfg, prep, clock)
-    run = _new_run(cfg, prep, rng, clock, should_stop, base)
+    run = _new_run(cfg, prep, rng, clock, base)
     if snapshot is not None:
         _restore(run, snapshot)
     validate = _validator(cfg, run.net)
@@ -527,13 +526,12 @@ def train(
 
 
 def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock: Clock,
-             should_stop: StopCheck | None, base: TrainedModel | None) -> _Run:
+             base: TrainedModel | None) -> _Run:
     """A run at step 0: fresh weights from `rng`, or the base model's with the vocabulary extended."""
     net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
                                 float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
     params = net.init_params(rng) if base is None else extend_params(base.params, base.vocab, prep.vocab)
-    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock(),
-               should_stop)
+    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock())
     if cfg.ema:
         run.ema_params = {k: v.copy() for k, v in params.items()}
     return run
@@ -567,7 +565,7 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
         held = [names[i] for i in order[f::k]]
         kept = [names[i] for j, i in enumerate(order) if j % k != f]
         fold = replace(prep, train_data=kept, val_data=held, steps_per_epoch=-(-len(kept) // bs))
-        run = _new_run(cfg, fold, np.random.default_rng([cfg.seed, 2, f]), clock, None, base)
+        run = _new_run(cfg, fold, np.random.default_rng([cfg.seed, 2, f]), clock, base)
         for epoch in range(len(nll)):
             for _ in prep.epoch_fn(run, kept, epoch):
                 pass
@@ -586,7 +584,7 @@ def _size_for_budget(cfg: TrainConfig, prep: _Prepared, clock: Clock) -> tuple[T
     budget = float(cfg.time_budget or 0)
     for hidden, layers in BUDGET_LADDER:
         trial = replace(cfg, hidden=hidden, layers=layers)
-        probe = _new_run(trial, prep, np.random.default_rng(cfg.seed + 2), clock, None, None)
+        probe = _new_run(trial, prep, np.random.default_rng(cfg.seed + 2), clock, None)
         step_seconds, val_seconds = _measure(probe, prep, _validator(trial, probe.net))
         if (step_seconds * prep.steps_per_epoch + val_seconds) * BUDGET_EPOCHS <= budget:
             break
