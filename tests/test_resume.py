@@ -207,9 +207,16 @@ def test_worker_resumes_a_requeued_job_from_its_checkpoint(tmp_path: Path) -> No
     first_epoch = resume_file.read(worker.job_dir(job["id"])).meta["history"]
     assert [h["epoch"] for h in first_epoch] == [1]
     worker.stopping, reported[:] = False, []
-    jobs.report = lambda *args: reported.append(args[2])  # type: ignore[method-assign]
+    charts: list[list[int]] = []
+
+    def report_again(job_id: str, progress: float, epochs_done: int, history: list, *args):  # type: ignore[no-untyped-def]
+        reported.append(epochs_done)
+        charts.append([h["epoch"] for h in history])
+
+    jobs.report = report_again  # type: ignore[method-assign]
     worker.run_job(*jobs.claim_next(1))  # type: ignore[misc]
     assert reported[0] == 1  # the plan of the second run: one epoch already done
+    assert charts[0] == [1] and charts[-1] == [1, 2, 3]  # the job's loss chart goes on, not over
     finished = jobs.get(job["id"])
     assert finished is not None and finished["status"] == "succeeded"
     assert not worker.job_dir(job["id"]).exists()

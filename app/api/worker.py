@@ -81,15 +81,17 @@ class Worker:
 
         def on_progress(p: Progress) -> None:
             if p.event == "epoch":
-                history.append({"epoch": p.epoch, "train_loss": _rounded(p.train_loss),
-                                "val_loss": _rounded(p.val_loss), "seconds": round(p.seconds, 1)})
+                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
+                                               "val_loss": p.val_loss, "seconds": p.seconds}))
             self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds)
 
         log.info("job %s: training model %r", job_id, job["model"])
         keep = False
         try:
-            if resume_file.exists(job_dir) and resume_file.read(job_dir).data == data:
+            snap = resume_file.read(job_dir) if resume_file.exists(job_dir) else None
+            if snap is not None and snap.data == data:
                 log.info("job %s: resuming from its checkpoint", job_id)
+                history.extend(_history_entry(h) for h in snap.meta["history"])  # the loss chart goes on
                 model = resume(job_dir, on_progress=on_progress, should_stop=should_stop)
             else:
                 config = capped(TrainConfig(kind="names", **job["options"]), self.max_job_seconds)
@@ -121,6 +123,12 @@ class Worker:
                 shutil.rmtree(job_dir, ignore_errors=True)
         self.jobs.finish(job_id, "succeeded", version=version)
         log.info("job %s: model %r version %s is active", job_id, job["model"], version)
+
+
+def _history_entry(epoch: dict[str, Any]) -> dict[str, Any]:
+    """One epoch of a job's loss history, as the API shows it."""
+    return {"epoch": epoch["epoch"], "train_loss": _rounded(epoch["train_loss"]),
+            "val_loss": _rounded(epoch["val_loss"]), "seconds": round(epoch["seconds"], 1)}
 
 
 def _rounded(loss: float | None) -> float | None:
