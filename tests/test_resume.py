@@ -54,6 +54,7 @@ def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
     (NAMES, NAMES_CONFIG, 3),  # mid-epoch (7 steps per epoch: 190 training names / 32)
     (NAMES, NAMES_CONFIG, 7),  # right at the end of the first epoch, before its validation
     (SONNETS.read_text()[:3000], TEXT_CONFIG, 40),  # text: the carried state mid-epoch
+    ("\n".join(parse_names(DINOS.read_text())[:12]), TrainConfig(seed=3), 5),  # the small-list rule, cross-validated
 ])
 def test_interrupted_and_resumed_run_ends_with_identical_weights(
         tmp_path: Path, text: str, config: TrainConfig, steps: int) -> None:
