@@ -11,23 +11,27 @@ import argparse
 import errno
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
 from .charlm import course
+from .charlm import resume as resume_file
 from .charlm.casing import CASE_CHOICES
 from .charlm.checkpoint import check_target, save
-from .charlm.errors import CharLMError, InvalidInput
+from .charlm.errors import CharLMError, InvalidInput, TrainingCancelled
 from .charlm.evaluate import evaluate
 from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
 from .charlm.store import ModelStore, check_model_name
 from .charlm.textnorm import clean_text, read_text_file
-from .charlm.train import DEFAULTS, Progress, TrainConfig, train
+from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, resume, train
 from .locations import default_store_dir
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
@@ -98,19 +102,59 @@ def cmd_course(args: argparse.Namespace) -> None:
     course.model(data, ix_to_char, char_to_ix, num_iterations=args.iterations)
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While training: the first SIGINT or SIGTERM asks for a clean stop (a checkpoint, then exit
+    130) instead of killing the process; a second Ctrl-C interrupts at once."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received
+        return
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    config = TrainConfig(**options).resolved()  # check the options before reading any data
     store = _store()
+    if args.resume is None and args.data is None:
+        raise InvalidInput("train needs --data FILE (or --resume DIR to continue a stopped run)")
+    if args.resume is not None and args.data is not None:
+        raise InvalidInput("--resume continues a run with its own data and options; leave out --data")
     if args.name is not None and store.is_builtin(check_model_name(args.name)):
         raise InvalidInput(f"{args.name!r} is a built-in model and cannot be replaced; choose another --name")
-    if args.name is None:
+    out = args.resume or args.out  # where the resumable checkpoint lives (none for --name)
+    if args.out is not None and resume_file.exists(args.out):
+        raise InvalidInput(f"{args.out} holds a stopped run: continue it with --resume {args.out}, "
+                           f"or delete {args.out}/{resume_file.RESUME_FILE} to start again")
+    if args.out is not None:
         check_target(args.out)
-    text = read_text_file(args.data)
-    model = train(text, config, on_progress=_ProgressPrinter())
+    with _stop_on_signals() as received:
+        try:
+            if args.resume is not None:
+                model = resume(out, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received))
+            else:
+                options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+                config = TrainConfig(**options)
+                config.resolved()  # check the options before reading any data
+                base = store.load(args.init_from) if args.init_from else None
+                text = read_text_file(args.data)
+                model = train(text, config, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received),
+                              checkpoint_dir=out, base=base)
+        except TrainingCancelled:
+            again = f": continue with python -m app train --resume {out}" if out else ""
+            raise TrainingCancelled(f"interrupted{again}") from None
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     if args.name is None:
-        path, stored = save(model, args.out), {}
+        path, stored = save(model, out), {}
     else:  # a new version of a user model, exactly as POST /train makes it
         version = store.add_version(args.name, model)
         path, stored = store.model_dir(args.name, version), {"model": args.name, "version": version}
@@ -181,10 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_course)
 
     p = sub.add_parser("train", help="train a model with the fast trainer")
-    p.add_argument("--data", required=True, help="UTF-8 text: one name per line, or a text stream")
+    p.add_argument("--data", help="UTF-8 text: one name per line, or a text stream (required unless --resume)")
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--out", help="model directory to write")
+    out.add_argument("--out", help="model directory to write; a resumable checkpoint is kept there while training")
     out.add_argument("--name", help="store as the next version of user model NAME (as POST /train does)")
+    out.add_argument("--resume", metavar="DIR", help="continue the run stopped in DIR (Ctrl-C, SIGTERM, a crash) "
+                     "with its own data and options, and write the model there")
+    p.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this names model (store name or "
+                   "directory) instead of random weights; new characters start as their nearest known one")
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
     for flag, kind, help_text in [
@@ -202,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         key = flag[2:].replace("-", "_")
         defaults = ", ".join(f"{k} {v[key]:g}" for k, v in DEFAULTS.items() if key in v)
-        p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults})")
+        sized = "; names lists under 1,000 or over 2,000 names: by size" if key in SIZED_OPTIONS else ""
+        p.add_argument(flag, type=kind, help=f"{help_text} (default: {defaults}{sized})")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same weights")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds, keep the best")
     p.add_argument("--case", choices=CASE_CHOICES, default="auto",
@@ -257,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # its final flush of stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except TrainingCancelled as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
     except CharLMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -61,6 +62,16 @@ def torch_update(loss, params, opt) -> None:  # type: ignore[no-untyped-def]
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
+
+
+def machine() -> str:
+    """CPU model, core count and BLAS library with its thread count, printed with every figure."""
+    from threadpoolctl import threadpool_info
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)" for i in threadpool_info())
+    return f"{cpu}, {os.cpu_count()} cores, {blas}"
 
 
 def free_port() -> int:

@@ -12,11 +12,9 @@ Held-out names with a character the training part never had are left out for bot
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 
 import numpy as np
-from _common import ROOT
+from _common import ROOT, machine
 from kneser_ney import KneserNey
 
 from app.charlm.casing import choose
@@ -30,15 +28,6 @@ LISTS = {  # file in data/lists: epochs (None: the CLI default)
     "towns-fr.txt": None,
     "surnames-us-census.txt": 3,
 }
-
-
-def machine() -> str:
-    from threadpoolctl import threadpool_info
-
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)" for i in threadpool_info())
-    return f"{cpu}, {os.cpu_count()} cores, {blas}"
 
 
 def split(names: list[str], seed: int = 0) -> tuple[list[str], list[str]]:

@@ -2,7 +2,8 @@
 
 It is started by the service (`python -m app.api.worker`), runs with one BLAS thread and a
 raised nice value so the API stays responsive, and exits when its parent goes away. On SIGTERM
-(service shutdown) a running job is stopped and put back in the queue to restart next time.
+(service shutdown) a running job is stopped and put back in the queue; its resumable checkpoint
+(`<store>/.jobs/<job id>/resume.npz`, also written every 30 s) lets it continue next time.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -17,9 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.charlm import resume as resume_file
 from app.charlm.errors import CharLMError, TrainingCancelled
 from app.charlm.store import ModelStore
-from app.charlm.train import Progress, TrainConfig, train
+from app.charlm.train import Progress, TrainConfig, resume, train
 
 from . import logs
 from .jobs import JobStore
@@ -59,8 +62,13 @@ class Worker:
                 continue
             self.run_job(*claimed)
 
+    def job_dir(self, job_id: str) -> Path:
+        """Where a job keeps its resumable checkpoint while it runs."""
+        return self.store.root / ".jobs" / job_id
+
     def run_job(self, job: dict[str, Any], data: str) -> None:
         job_id = job["id"]
+        job_dir = self.job_dir(job_id)
         history: list[dict[str, Any]] = []
         checked_at, cancelled = 0.0, False
 
@@ -73,22 +81,32 @@ class Worker:
 
         def on_progress(p: Progress) -> None:
             if p.event == "epoch":
-                history.append({"epoch": p.epoch, "train_loss": _rounded(p.train_loss),
-                                "val_loss": _rounded(p.val_loss), "seconds": round(p.seconds, 1)})
+                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
+                                               "val_loss": p.val_loss, "seconds": p.seconds}))
             self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds)
 
         log.info("job %s: training model %r", job_id, job["model"])
+        keep = False
         try:
-            config = capped(TrainConfig(kind="names", **job["options"]), self.max_job_seconds)
-            model = train(data, config, on_progress=on_progress, should_stop=should_stop)
+            snap = resume_file.read(job_dir) if resume_file.exists(job_dir) else None
+            if snap is not None and snap.data == data:
+                log.info("job %s: resuming from its checkpoint", job_id)
+                history.extend(_history_entry(h) for h in snap.meta["history"])  # the loss chart goes on
+                model = resume(job_dir, on_progress=on_progress, should_stop=should_stop)
+            else:
+                config = capped(TrainConfig(kind="names", **job["options"]), self.max_job_seconds)
+                base = self.store.load(config.init_from) if config.init_from else None
+                model = train(data, config, on_progress=on_progress, should_stop=should_stop,
+                              checkpoint_dir=job_dir, base=base)
             model.meta["command"] = f"POST /train (job {job_id})"
             version = self.store.add_version(job["model"], model)
         except TrainingCancelled:
+            keep = self.stopping and self.parent_alive()  # re-queued: it resumes next time
             if not self.parent_alive():
                 log.warning("job %s: service died; leaving the job for the next start", job_id)
             elif self.stopping:
                 self.jobs.requeue(job_id)
-                log.info("job %s: service shutting down; job re-queued", job_id)
+                log.info("job %s: service shutting down; job re-queued, to resume from its checkpoint", job_id)
             else:
                 self.jobs.finish(job_id, "cancelled", error="cancelled by request")
                 log.info("job %s: cancelled", job_id)
@@ -100,8 +118,17 @@ class Worker:
             log.exception("job %s: unexpected error", job_id)
             self.jobs.finish(job_id, "failed", error="internal error while training")
             return
+        finally:
+            if not keep:  # only a job that will run again needs its checkpoint
+                shutil.rmtree(job_dir, ignore_errors=True)
         self.jobs.finish(job_id, "succeeded", version=version)
         log.info("job %s: model %r version %s is active", job_id, job["model"], version)
+
+
+def _history_entry(epoch: dict[str, Any]) -> dict[str, Any]:
+    """One epoch of a job's loss history, as the API shows it."""
+    return {"epoch": epoch["epoch"], "train_loss": _rounded(epoch["train_loss"]),
+            "val_loss": _rounded(epoch["val_loss"]), "seconds": round(epoch["seconds"], 1)}
 
 
 def _rounded(loss: float | None) -> float | None:

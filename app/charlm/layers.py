@@ -5,10 +5,16 @@ loaded model can serve any number of concurrent callers. A layer's input is eith
 ids of shape (T, B) — a one-hot input, applied as a row gather — or floats of shape (T, B, D).
 The input projection and the weight gradients are computed for all time steps in one matrix
 product; only the recurrence itself loops over time.
+
+`active` (optional, one count per step) says that at step t only the first active[t] sequences
+of the batch are still running, the others being padding (a names batch sorted longest first):
+the recurrence then computes only those rows and the padded positions' outputs stay zero, which
+is exact as long as nothing downstream scores padded positions (the names loss masks them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,7 +72,8 @@ class RecurrentLayer(Protocol):
 
     def init(self, n_in: int, hidden: int, rng: np.random.Generator, dtype: Any) -> Params: ...
 
-    def forward(self, p: Params, x: np.ndarray, state: State) -> tuple[np.ndarray, State, Cache]:
+    def forward(self, p: Params, x: np.ndarray, state: State,
+                active: Sequence[int] | None = None) -> tuple[np.ndarray, State, Cache]:
         """Run all steps from `state`: returns outputs h (T, B, H), the final state, a cache."""
         ...
 
@@ -98,26 +105,32 @@ class TanhRNN:
             "b": _uniform(rng, (hidden,), hidden, dtype),
         }
 
-    def forward(self, p: Params, x: np.ndarray, state: State) -> tuple[np.ndarray, State, Cache]:
+    def forward(self, p: Params, x: np.ndarray, state: State,
+                active: Sequence[int] | None = None) -> tuple[np.ndarray, State, Cache]:
         pre = _project(p["Wx"], p["b"], x)  # (T, B, H)
-        h = np.empty_like(pre)
+        T, B, _ = pre.shape
+        h = np.zeros_like(pre) if active is not None else np.empty_like(pre)
         prev = state[0]
-        for t in range(pre.shape[0]):
-            np.matmul(prev, p["Wh"], out=h[t])
-            h[t] += pre[t]
-            np.tanh(h[t], out=h[t])
+        for t in range(T):
+            n = B if active is None else active[t]
+            np.matmul(prev[:n], p["Wh"], out=h[t, :n])
+            h[t, :n] += pre[t, :n]
+            np.tanh(h[t, :n], out=h[t, :n])
             prev = h[t]
-        return h, (h[-1].copy(),), {"x": x, "h": h, "h0": state[0]}
+        return h, (h[-1].copy(),), {"x": x, "h": h, "h0": state[0], "active": active}
 
     def backward(
         self, p: Params, cache: Cache, dh: np.ndarray
     ) -> tuple[np.ndarray | None, Params, State]:
-        h, Wh_T = cache["h"], p["Wh"].T
+        h, Wh_T, active = cache["h"], p["Wh"].T, cache["active"]
         dpre = 1 - h * h  # (T, B, H) tanh derivative, scaled in place below
         dh_next = np.zeros_like(h[0])
         for t in range(h.shape[0] - 1, -1, -1):
-            dpre[t] *= dh[t] + dh_next
-            dh_next = dpre[t] @ Wh_T
+            n = h.shape[1] if active is None else active[t]
+            if n < h.shape[1]:
+                dpre[t, n:] = 0
+            dpre[t, :n] *= dh[t, :n] + dh_next[:n]
+            dh_next[:n] = dpre[t, :n] @ Wh_T
         dx, grads = _weight_grads(p, cache, dpre)
         return dx, grads, (dh_next,)
 
@@ -146,27 +159,34 @@ class LSTM:
             "b": _uniform(rng, (4 * hidden,), hidden, dtype),
         }
 
-    def forward(self, p: Params, x: np.ndarray, state: State) -> tuple[np.ndarray, State, Cache]:
+    def forward(self, p: Params, x: np.ndarray, state: State,
+                active: Sequence[int] | None = None) -> tuple[np.ndarray, State, Cache]:
         act = _project(p["Wx"], p["b"], x)  # (T, B, 4H): pre-activations, then activations
         T, B, G = act.shape
         H = G // 4
-        c = np.empty((T, B, H), dtype=act.dtype)
-        tc = np.empty_like(c)
-        h = np.empty_like(c)
+        new = np.empty if active is None else np.zeros  # padded positions must read as zeros
+        c = new((T, B, H), dtype=act.dtype)
+        tc = new((T, B, H), dtype=act.dtype)
+        h = new((T, B, H), dtype=act.dtype)
         buf = np.empty((B, G), dtype=act.dtype)
+        ig = np.empty((B, H), dtype=act.dtype)
         h_prev, c_prev = state
         for t in range(T):
-            a = act[t]
-            np.matmul(h_prev, p["Wh"], out=buf)
-            a += buf
+            n = B if active is None else active[t]
+            if n < B:
+                act[t, n:] = 0  # finite, so the backward pass's products there are zeros
+            a = act[t, :n]
+            np.matmul(h_prev[:n], p["Wh"], out=buf[:n])
+            a += buf[:n]
             _sigmoid(a[:, : 3 * H], out=a[:, : 3 * H])
             np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
-            np.multiply(a[:, 2 * H : 3 * H], c_prev, out=c[t])
-            c[t] += a[:, H : 2 * H] * a[:, 3 * H :]
-            np.tanh(c[t], out=tc[t])
-            np.multiply(a[:, :H], tc[t], out=h[t])
+            np.multiply(a[:, 2 * H : 3 * H], c_prev[:n], out=c[t, :n])
+            np.multiply(a[:, H : 2 * H], a[:, 3 * H :], out=ig[:n])
+            c[t, :n] += ig[:n]
+            np.tanh(c[t, :n], out=tc[t, :n])
+            np.multiply(a[:, :H], tc[t, :n], out=h[t, :n])
             h_prev, c_prev = h[t], c[t]
-        cache = {"x": x, "act": act, "c": c, "tc": tc, "h": h, "h0": state[0], "c0": state[1]}
+        cache = {"x": x, "act": act, "c": c, "tc": tc, "h": h, "h0": state[0], "c0": state[1], "active": active}
         return h, (h[-1].copy(), c[-1].copy()), cache
 
     def backward(
@@ -181,19 +201,23 @@ class LSTM:
         o_dtc = o * (1 - tc * tc)  # dh -> dc
         tc_do = tc * o * (1 - o)  # dh -> da_o
         k_ifg = np.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], axis=2)  # dc -> da_{i,f,g}
-        da = np.empty_like(act)
+        active = cache["active"]
+        da = np.empty_like(act) if active is None else np.zeros_like(act)
         da4 = da.reshape(T, B, 4, H)
         Wh_T = p["Wh"].T
         dh_next = np.zeros((B, H), dtype=act.dtype)
         dc_next = np.zeros((B, H), dtype=act.dtype)
+        d = np.empty((B, H), dtype=act.dtype)
+        dc = np.empty((B, H), dtype=act.dtype)
         for t in range(T - 1, -1, -1):
-            d = dh[t] + dh_next
-            dc = d * o_dtc[t]
-            dc += dc_next
-            np.multiply(d, tc_do[t], out=da4[t, :, 0])
-            np.multiply(dc[:, None, :], k_ifg[t], out=da4[t, :, 1:])
-            dc_next = dc * f[t]
-            dh_next = da[t] @ Wh_T
+            n = B if active is None else active[t]
+            np.add(dh[t, :n], dh_next[:n], out=d[:n])
+            np.multiply(d[:n], o_dtc[t, :n], out=dc[:n])
+            dc[:n] += dc_next[:n]
+            np.multiply(d[:n], tc_do[t, :n], out=da4[t, :n, 0])
+            np.multiply(dc[:n, None, :], k_ifg[t, :n], out=da4[t, :n, 1:])
+            np.multiply(dc[:n], f[t, :n], out=dc_next[:n])
+            np.matmul(da[t, :n], Wh_T, out=dh_next[:n])
         dx, grads = _weight_grads(p, cache, da)
         return dx, grads, (dh_next, dc_next)
 

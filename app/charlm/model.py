@@ -6,7 +6,7 @@ the architecture is looked up in `layers.ARCHS`, so nothing here branches on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +72,10 @@ class CharModel:
         ids: np.ndarray,
         state: ModelState,
         rng: np.random.Generator | None = None,
+        active: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, ModelState, Cache]:
-        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given."""
+        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given; `active`
+        (sequences still running at each step, longest first) skips padding (layers.py)."""
         x: np.ndarray = ids
         new_state: ModelState = []
         caches: list[Cache] = []
@@ -88,7 +90,7 @@ class CharModel:
             if p_weight > 0 and rng is not None:
                 wmask = _keep_mask(rng, lp["Wh"].shape, p_weight, lp["Wh"].dtype)
                 lp = {**lp, "Wh": lp["Wh"] * wmask}
-            h, s, cache = self.layer.forward(lp, x, state[n])
+            h, s, cache = self.layer.forward(lp, x, state[n], active)
             new_state.append(s)
             caches.append(cache)
             layer_params.append(lp)
@@ -147,8 +149,14 @@ class CharModel:
 
 
 def _keep_mask(rng: np.random.Generator, shape: tuple[int, ...], p_drop: float, dtype: Any) -> np.ndarray:
-    """Inverted-dropout mask: 0 with probability p_drop, else 1/(1 - p_drop)."""
-    return (rng.random(shape) >= p_drop).astype(dtype) * np.asarray(1 / (1 - p_drop), dtype=dtype)
+    """Inverted-dropout mask: 0 with probability p_drop, else 1/(1 - p_drop).
+
+    Drawn as float32 uniforms (half the random bits and memory of float64), compared in place.
+    """
+    mask = rng.random(shape, dtype=np.float32)
+    keep = mask >= p_drop
+    np.multiply(keep, np.float32(1 / (1 - p_drop)), out=mask)
+    return mask if mask.dtype == dtype else mask.astype(dtype)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ class Adam:
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
         self.t = 0
+        self._scratch: dict[str, np.ndarray] = {}
 
     def step(self, params: Params, grads: Params, lr: float) -> None:
         self.t += 1
@@ -45,9 +46,22 @@ class Adam:
             g = grads[k]
             m, v = self.m[k], self.v[k]
             m *= b1
-            m += (1 - b1) * g
+            g_scaled = np.multiply(g, 1 - b1, out=self._buffer(k, g))  # one scratch array per parameter
+            m += g_scaled
             v *= b2
-            v += (1 - b2) * (g * g)
+            np.multiply(g, g, out=g_scaled)
+            g_scaled *= 1 - b2
+            v += g_scaled
             if self.weight_decay and p.ndim > 1:
                 p *= 1 - lr * self.weight_decay
-            p -= step_size * m / (np.sqrt(v) + self.eps)
+            update = np.sqrt(v, out=g_scaled)
+            update += self.eps
+            np.divide(m, update, out=update)
+            update *= step_size
+            p -= update
+
+    def _buffer(self, key: str, like: np.ndarray) -> np.ndarray:
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self._scratch[key] = np.empty_like(like)
+        return buf

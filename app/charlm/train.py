@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import resume as resume_file
 from .casing import CASE_CHOICES, CasePolicy, choose
 from .checkpoint import TrainedModel
 from .data import check_names, encode_names, model_names, names_batch, parse_names
 from .errors import InvalidInput, TrainingCancelled
 from .evaluate import names_nll, text_nll
+from .finetune import adopt_base, extend_params, extended_vocab
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig, ModelState, cross_entropy
 from .optim import Adam, clip_global_norm, cosine_lr
@@ -51,6 +54,33 @@ class TrainConfig:
     clip: float = 1.0
     ema: float | None = None
     case: str = "auto"
+    init_from: str | None = None  # name or directory of the model fine-tuning starts from (see finetune.py)
+    schedule_epochs: int | None = None  # length of the learning-rate schedule when it differs from `epochs`
+    # (a small list stops where cross-validation found the best epoch of a CV_EPOCHS-long schedule)
+
+    def sized_for(self, n_names: int) -> TrainConfig:
+        """A names config with the unset options that follow the list's size filled (module rule).
+
+        Lists under SMALL_LIST distinct names get no validation set (5% of them would be under
+        50 names, too few to choose weights by), a SMALL_NET when trained from scratch, and a
+        schedule of CV_EPOCHS (CV_EPOCHS_FINE_TUNE when fine-tuned) that `train` stops at the
+        epoch a CV_FOLDS-fold cross-validation finds best (`_cross_validate`). Longer lists keep
+        5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches, so an
+        80,000-name list trains in minutes, not hours. With a time budget the epochs are not
+        set: the budget decides. The rule counts names, not seconds: same data, same schedule.
+        """
+        if self.kind != "names":
+            return self
+        fill: dict[str, Any] = {}
+        if n_names < SMALL_LIST:
+            fill.update(val_fraction=0.0, **({} if self.init_from else SMALL_NET),
+                        epochs=CV_EPOCHS_FINE_TUNE if self.init_from else CV_EPOCHS)
+        else:
+            fill.update(epochs=max(MIN_EPOCHS, round(DEFAULTS["names"]["epochs"] * min(1.0, BIG_LIST / n_names))),
+                        batch_size=16 if n_names < BIG_BATCH_LIST else 64)
+        if self.time_budget is not None:
+            fill.pop("epochs")
+        return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
 
     def resolved(self) -> TrainConfig:
         """This config with every unset option filled from the kind's defaults, validated."""
@@ -91,6 +121,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# The size rule of TrainConfig.sized_for; the figures come from bench/small_lists.py and
+# bench/list_quality.py (README, "Training").
+SMALL_LIST = 1000  # distinct names: below, no validation set and a fixed schedule
+SMALL_NET = dict(hidden=64, layers=1)  # from scratch on a small list: a 2x256 LSTM over-fits 40 names in 10 epochs
+# Held-out NLL of a 1x64 LSTM on 40 names was best after 10 to 60 epochs depending on the list
+# (cat names: 13, French towns: 55), and fine-tuning 2x256 from dinos peaked after 5 and then
+# over-fitted fast: no fixed count suits every list, so cross-validation picks it.
+CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
+SIZED_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "val_fraction")  # what the size rule may set
+BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
+MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
+BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
+# With --time-budget and no --hidden/--layers (lists of SMALL_LIST names or more): the largest of
+# these (hidden, layers) whose measured epoch fits BUDGET_EPOCHS times into the budget.
+BUDGET_LADDER = ((256, 2), (128, 2), (64, 1))
+BUDGET_EPOCHS = 15
+
+
 def _check_range(name: str, value: Any, low: float, high: float) -> None:
     if value is None or not low <= value <= high:
         raise InvalidInput(f"--{name} must be between {low:g} and {high:g}, got {value}")
@@ -98,6 +146,7 @@ def _check_range(name: str, value: Any, low: float, high: float) -> None:
 
 Clock = Callable[[], float]
 REPORT_EVERY = 5.0  # seconds between progress reports inside an epoch (users asked for at most 10)
+CHECKPOINT_EVERY = 30.0  # seconds between resumable checkpoints (the issue: at least every 30 s)
 _CALIBRATION = (3, 20, 0.5)  # timed optimiser steps for the expected duration: at least 3, at most 20,
 # and more than 3 only while under half a second has been spent (after one untimed warm-up step)
 _HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "best_val_loss", "seconds", "chars_per_second", "fraction")
@@ -160,18 +209,23 @@ class _Run:
     rng: np.random.Generator
     clock: Clock
     started: float
-    should_stop: StopCheck | None
     ema_params: Params | None = None  # exponential moving average of the weights, if enabled
     best_params: Params | None = None
     best_val: float | None = None
     chars_seen: int = 0
     steps_done: int = 0
+    epoch: int = 0  # epochs finished
+    losses: list[float] = field(default_factory=list)  # batch losses of the current epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # Where the current epoch stands after the last step (its order and next batch, or the text
+    # offset and carried state); None between epochs. An epoch function resumes from it.
+    epoch_state: dict[str, np.ndarray] | None = None
 
     def elapsed(self) -> float:
         return self.clock() - self.started
 
     def progress(self, epoch: float) -> float:
-        by_epochs = epoch / float(self.cfg.epochs or 1)
+        by_epochs = epoch / float(self.cfg.schedule_epochs or self.cfg.epochs or 1)
         if self.cfg.time_budget:
             return max(by_epochs, self.elapsed() / self.cfg.time_budget)
         return by_epochs
@@ -183,9 +237,8 @@ class _Run:
     def update(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None,
                state: ModelState, epoch_pos: float) -> tuple[float, ModelState]:
         """One optimiser step on a batch; returns its loss and the final recurrent state."""
-        if self.should_stop is not None and self.should_stop():
-            raise TrainingCancelled("training was cancelled")
-        logits, new_state, cache = self.net.forward(self.params, inputs, state, self.rng)
+        active = None if mask is None else mask.sum(axis=1).tolist()  # names come longest first
+        logits, new_state, cache = self.net.forward(self.params, inputs, state, self.rng, active)
         loss, dlogits = cross_entropy(logits, targets, mask)
         grads = self.net.backward(self.params, cache, dlogits)
         clip_global_norm(grads, self.cfg.clip)
@@ -218,14 +271,16 @@ EpochFn = Callable[[_Run, Any, int], Iterator[float]]
 
 
 def _names_epoch(run: _Run, train: list[np.ndarray], epoch: int) -> Iterator[float]:
-    order = run.rng.permutation(len(train))
+    at = run.epoch_state
+    order = run.rng.permutation(len(train)) if at is None else at["order"]
     bs = int(run.cfg.batch_size or 1)
     n_batches = max(1, (len(train) + bs - 1) // bs)
-    for i in range(n_batches):
-        batch = [train[j] for j in order[i * bs : (i + 1) * bs]]
+    for i in range(0 if at is None else int(at["batch"]), n_batches):
+        batch = sorted((train[j] for j in order[i * bs : (i + 1) * bs]), key=len, reverse=True)  # stable
         inputs, targets, mask = names_batch(batch)
         state = run.net.zero_state(len(batch))
         loss, _ = run.update(inputs, targets, mask, state, epoch + i / n_batches)
+        run.epoch_state = {"order": order, "batch": np.array(i + 1)}
         yield loss
 
 
@@ -233,23 +288,30 @@ def _text_epoch(run: _Run, stream: np.ndarray, epoch: int) -> Iterator[float]:
     B, T = int(run.cfg.batch_size or 1), int(run.cfg.window or 2)
     # A fresh cut of the windows every epoch, never so late that a stream gets under 2 characters
     # (the length check in _prepare guarantees len(stream) >= 2B + 1, so `high` >= 1 for every seed).
-    offset = int(run.rng.integers(0, min(T, len(stream) - 2 * B)))
+    at = run.epoch_state
+    offset = int(run.rng.integers(0, min(T, len(stream) - 2 * B))) if at is None else int(at["offset"])
     L = (len(stream) - 1 - offset) // B
     rows = stream[offset : offset + B * L + 1]
     inputs_all = np.stack([rows[b * L : (b + 1) * L] for b in range(B)], axis=1)  # (L, B)
     targets_all = np.stack([rows[b * L + 1 : (b + 1) * L + 1] for b in range(B)], axis=1)
     state = run.net.zero_state(B)
+    if at is not None:
+        state = [tuple(at[f"state{n}_{k}"] for k in range(len(s))) for n, s in enumerate(state)]
     starts = range(0, L, T)
-    for i, s in enumerate(starts):
+    for i in range(0 if at is None else int(at["batch"]), len(starts)):
+        s = starts[i]
         loss, state = run.update(inputs_all[s : s + T], targets_all[s : s + T], None, state,
                                  epoch + i / len(starts))
+        run.epoch_state = {"offset": np.array(offset), "batch": np.array(i + 1),
+                           **{f"state{n}_{k}": a for n, layer in enumerate(state) for k, a in enumerate(layer)}}
         yield loss
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """The data of a run, checked and encoded before the first step."""
+    """The data of a run, checked and encoded before the first step, and the options for it."""
 
+    cfg: TrainConfig  # resolved, with the size rule applied
     vocab: Vocab
     case: CasePolicy
     names: list[str]  # all distinct training names in model form (names models)
@@ -259,29 +321,41 @@ class _Prepared:
     steps_per_epoch: int
 
 
-def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.random.Generator) -> _Prepared:
-    """Clean, check, split and encode the data; raises InvalidInput (same verdict for every seed)."""
+def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.random.Generator,
+             vocab_base: Vocab | None = None) -> _Prepared:
+    """Clean, check, split and encode the data and resolve the options for it (`sized_for`);
+    raises InvalidInput (same verdict for every seed).
+
+    The vocabulary is the data's characters, or `vocab_base` extended by those it lacks.
+    """
+
+    def vocab_of(texts: list[str]) -> Vocab:
+        return Vocab.from_texts(texts) if vocab_base is None else extended_vocab(vocab_base, set("".join(texts)))
+
     if not raw_text.strip():
         raise InvalidInput("training data is empty")
-    bs = int(cfg.batch_size or 1)
     if cfg.kind == "names":
         distinct = check_names(raw_text, min_distinct=2)
         case = choose(distinct, cfg.case)
         names = model_names(distinct, case)
         if len(names) < 2:
             raise InvalidInput("with case folded, fewer than 2 distinct names remain; add names or use --case keep")
-        vocab = Vocab.from_texts(names)
+        cfg = cfg.sized_for(len(names)).resolved()
+        bs = int(cfg.batch_size or 1)
+        vocab = vocab_of(names)
         shuffled = [names[i] for i in rng.permutation(len(names))]
         n_val = 0 if val_text is not None else int(round(len(names) * float(cfg.val_fraction or 0)))
         val_items, train_items = shuffled[:n_val], shuffled[n_val:]
         if val_text is not None:
             val_items = [case.model_form(n) for n in parse_names(val_text, "validation data")]
-        return _Prepared(vocab, case, names, encode_names(vocab, train_items),
+        return _Prepared(cfg, vocab, case, names, encode_names(vocab, train_items),
                          encode_names(vocab, val_items) if val_items else None, _names_epoch,
                          -(-len(train_items) // bs))
+    cfg = cfg.resolved()
+    bs = int(cfg.batch_size or 1)
     case = CasePolicy("keep", "lower") if cfg.case == "keep" else CasePolicy("fold", "lower")
     text = case.model_form(clean_text(raw_text, "data"))
-    vocab = Vocab.from_texts([text])
+    vocab = vocab_of([text])
     ids = vocab.encode(text)
     val_data: np.ndarray | None
     if val_text is not None:
@@ -299,7 +373,7 @@ def _prepare(raw_text: str, cfg: TrainConfig, val_text: str | None, rng: np.rand
     T = int(cfg.window or 2)
     mean_offset = (min(T, len(train_data) - 2 * bs) - 1) // 2  # as drawn in _text_epoch
     per_stream = (len(train_data) - 1 - mean_offset) // bs
-    return _Prepared(vocab, case, [], train_data, val_data, _text_epoch, -(-per_stream // T))
+    return _Prepared(cfg, vocab, case, [], train_data, val_data, _text_epoch, -(-per_stream // T))
 
 
 def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float]) -> tuple[float, float]:
@@ -310,13 +384,14 @@ def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float
     """
     copies = {k: v.copy() for k, v in run.params.items()}
     probe = replace(run, params=copies, opt=Adam(copies), rng=np.random.default_rng(run.cfg.seed + 1),
-                    should_stop=None, ema_params=None)
+                    ema_params=None, epoch_state=None)
     least, most, seconds = _CALIBRATION
     durations: list[float] = []
     losses: Iterator[float] = iter(())
     while len(durations) <= least or (len(durations) <= most and sum(durations[1:]) < seconds):
         start = run.clock()
         if next(losses, None) is None:  # a fresh epoch (tiny data sets have epochs of one step)
+            probe.epoch_state = None
             losses = prep.epoch_fn(probe, prep.train_data, 0)
             start = run.clock()
             next(losses)
@@ -339,76 +414,103 @@ def train(
     val_text: str | None = None,
     clock: Clock = time.perf_counter,
     report_every: float = REPORT_EVERY,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+    base: TrainedModel | None = None,
+    snapshot: resume_file.Snapshot | None = None,
 ) -> TrainedModel:
-    """Train a model from scratch on `raw_text` (a name list or a text stream).
+    """Train a model on `raw_text` (a name list or a text stream), from scratch or from `base`.
 
     Validation uses a `val_fraction` split of the data, or all of `val_text` when given.
     `on_progress` gets a "plan" report before the first step, a "step" report every
-    `report_every` seconds and an "epoch" report after each epoch.
+    `report_every` seconds and an "epoch" report after each epoch. With `checkpoint_dir`, a
+    resumable checkpoint (resume.py) is written there every `checkpoint_every` seconds and when
+    `should_stop` stops the run (TrainingCancelled). `base` is the model named by
+    `config.init_from` (fine-tuning, finetune.py); `snapshot` continues a checkpointed run.
     """
-    cfg = config.resolved()
-    rng = np.random.default_rng(cfg.seed)
-    prep = _prepare(raw_text, cfg, val_text, rng)
-    net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
-                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
-    params = net.init_params(rng)
-    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock(),
-               should_stop)
-    if cfg.ema:
-        run.ema_params = {k: v.copy() for k, v in params.items()}
+    if config.init_from is not None and base is None and snapshot is None:
+        raise ValueError("config.init_from names a base model: load it and pass it as `base`")
+    if base is not None:
+        config = TrainConfig(**adopt_base(asdict(config), base))  # type: ignore[arg-type]
+    rng = np.random.default_rng(config.resolved().seed)
+    vocab_base = Vocab(tuple(snapshot.meta["vocab"])) if snapshot is not None else base.vocab if base else None
+    prep = _prepare(raw_text, config, val_text, rng, vocab_base)
+    cfg = prep.cfg
+    if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
+            and len(prep.names) < SMALL_LIST and prep.val_data is None):
+        cfg = replace(cfg, epochs=_cross_validate(cfg, prep, clock, base), schedule_epochs=cfg.epochs)
+    measured = None
+    if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
+            and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
+        cfg, measured = _size_for_budget(cfg, prep, clock)
+    run = _new_run(cfg, prep, rng, clock, base)
+    if snapshot is not None:
+        _restore(run, snapshot)
+    validate = _validator(cfg, run.net)
 
-    def validate(candidate: Params, data: Any) -> float:
-        if cfg.kind == "names":
-            total, count = names_nll(net, candidate, data)
-        else:
-            total, count = text_nll(net, candidate, data, streams=8)
-        return total / count
+    def checkpoint() -> None:
+        if checkpoint_dir is not None:
+            resume_file.write(checkpoint_dir, _capture(run, prep.vocab, raw_text, val_text))
 
     epochs = int(cfg.epochs or 0)
     steps = None if epochs >= UNLIMITED_EPOCHS else epochs * prep.steps_per_epoch
-    step_seconds, val_seconds = _measure(run, prep, validate)
-    run.started = clock()  # the measurement is not part of the run's time budget
+    step_seconds, val_seconds = measured or _measure(run, prep, validate)
+    run.started = clock() - (float(snapshot.meta["elapsed"]) if snapshot is not None else 0.0)  # the measurement
+    # is not part of the run's time budget; a resumed run has spent what it had spent before
 
-    def report(event: str, epoch: int, losses: list[float], val: float | None) -> Progress:
+    def report(event: str, val: float | None) -> Progress:
         elapsed = run.elapsed()
-        eta = (expected_seconds(step_seconds, steps, val_seconds, epochs, cfg.time_budget) if event == "plan"
-               else eta_seconds(elapsed, run.steps_done, steps, cfg.time_budget))
+        eta: float | None
+        if event == "plan":
+            left = None if steps is None else steps - run.steps_done
+            eta = expected_seconds(step_seconds, left, val_seconds, epochs - run.epoch,
+                                   None if cfg.time_budget is None else cfg.time_budget - elapsed)
+        else:
+            eta = eta_seconds(elapsed, run.steps_done, steps, cfg.time_budget)
         fraction = max(run.steps_done / steps if steps else 0.0, elapsed / cfg.time_budget if cfg.time_budget else 0.0)
-        p = Progress(event, epoch, epochs, run.steps_done, steps, float(np.mean(losses)) if losses else None,
+        losses = run.losses
+        p = Progress(event, run.epoch, epochs, run.steps_done, steps, float(np.mean(losses)) if losses else None,
                      val, run.best_val, elapsed, run.chars_seen / max(elapsed, 1e-9), min(1.0, fraction), eta)
         if on_progress is not None:
             on_progress(p)
         return p
 
-    report("plan", 0, [], None)
-    history: list[dict[str, Any]] = []
-    epochs_run = 0
-    last_report = clock()
-    for epoch in range(epochs):
-        losses: list[float] = []
-        for loss in prep.epoch_fn(run, prep.train_data, epoch):
-            losses.append(loss)
+    def stop_if_asked() -> None:
+        if should_stop is not None and should_stop():
+            checkpoint()
+            raise TrainingCancelled("training was cancelled")
+
+    report("plan", None)
+    stop_if_asked()
+    last_report = last_checkpoint = clock()
+    while run.epoch < epochs and not run.out_of_time():
+        for loss in prep.epoch_fn(run, prep.train_data, run.epoch):
+            run.losses.append(loss)
+            stop_if_asked()
             if run.out_of_time():
                 break  # the budget is spent: stop mid-epoch
+            if clock() - last_checkpoint >= checkpoint_every:
+                checkpoint()
+                last_checkpoint = clock()
             if clock() - last_report >= report_every:
                 last_report = clock()
-                report("step", epoch, losses, None)
+                report("step", None)
         scores = [(validate(p, prep.val_data) if prep.val_data is not None else None, p) for p in run.candidates]
         for score, candidate in scores:
             run.consider(score, candidate)
         val = None if prep.val_data is None else min(float(score or 0) for score, _ in scores)
-        epochs_run = epoch + 1
-        done = report("epoch", epochs_run, losses, val)
-        history.append({k: v for k, v in asdict(done).items() if k in _HISTORY_KEYS})
+        run.epoch += 1
+        done = report("epoch", val)
+        run.history.append({k: v for k, v in asdict(done).items() if k in _HISTORY_KEYS})
+        run.losses, run.epoch_state = [], None
         last_report = clock()
-        if run.out_of_time():
-            break
 
     best = run.best_params if run.best_params is not None else run.candidates[0]
     options = {k: v for k, v in asdict(cfg).items()}
     names_model = cfg.kind == "names"
+    history = run.history
     meta = {
-        "training": {"options": options, "epochs_run": epochs_run, "seconds": round(run.elapsed(), 2),
+        "training": {"options": options, "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
                      "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs,
                                                                 cfg.time_budget), 2)},
         "metrics": {
@@ -420,4 +522,128 @@ def train(
         "history": history,
         "data_sha256": sha256_text(raw_text),
     }
-    return TrainedModel(cfg.kind, net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    return TrainedModel(cfg.kind, run.net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+
+
+def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock: Clock,
+             base: TrainedModel | None) -> _Run:
+    """A run at step 0: fresh weights from `rng`, or the base model's with the vocabulary extended."""
+    net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
+                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
+    params = net.init_params(rng) if base is None else extend_params(base.params, base.vocab, prep.vocab)
+    run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock())
+    if cfg.ema:
+        run.ema_params = {k: v.copy() for k, v in params.items()}
+    return run
+
+
+def _validator(cfg: TrainConfig, net: CharModel) -> Callable[[Params, Any], float]:
+    """Mean nats per character of some weights on validation data of the run's kind."""
+
+    def validate(candidate: Params, data: Any) -> float:
+        if cfg.kind == "names":
+            total, count = names_nll(net, candidate, data)
+        else:
+            total, count = text_nll(net, candidate, data, streams=8)
+        return total / count
+
+    return validate
+
+
+def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None) -> int:
+    """The number of epochs (of a `cfg.epochs`-long schedule) after which weights trained on
+    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds.
+
+    Deterministic: the folds and every fold's weights come from generators seeded by `cfg.seed`.
+    """
+    names = prep.train_data
+    k = min(CV_FOLDS, len(names))
+    order = np.random.default_rng([cfg.seed, 1]).permutation(len(names))
+    nll = np.zeros(int(cfg.epochs or 0))
+    bs = int(cfg.batch_size or 1)
+    for f in range(k):
+        held = [names[i] for i in order[f::k]]
+        kept = [names[i] for j, i in enumerate(order) if j % k != f]
+        fold = replace(prep, train_data=kept, val_data=held, steps_per_epoch=-(-len(kept) // bs))
+        run = _new_run(cfg, fold, np.random.default_rng([cfg.seed, 2, f]), clock, base)
+        for epoch in range(len(nll)):
+            for _ in prep.epoch_fn(run, kept, epoch):
+                pass
+            run.epoch_state = None
+            total, _count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
+            nll[epoch] += total
+    return int(np.argmin(nll)) + 1
+
+
+def _size_for_budget(cfg: TrainConfig, prep: _Prepared, clock: Clock) -> tuple[TrainConfig, tuple[float, float]]:
+    """The largest network of BUDGET_LADDER whose measured epochs fit BUDGET_EPOCHS times into the
+    time budget (else the smallest), with its measured seconds per step and per validation.
+
+    Timed on throw-away weights from another generator: the run's own random stream is untouched.
+    """
+    budget = float(cfg.time_budget or 0)
+    for hidden, layers in BUDGET_LADDER:
+        trial = replace(cfg, hidden=hidden, layers=layers)
+        probe = _new_run(trial, prep, np.random.default_rng(cfg.seed + 2), clock, None)
+        step_seconds, val_seconds = _measure(probe, prep, _validator(trial, probe.net))
+        if (step_seconds * prep.steps_per_epoch + val_seconds) * BUDGET_EPOCHS <= budget:
+            break
+    return trial, (step_seconds, val_seconds)
+
+
+def resume(
+    directory: str | Path,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+    clock: Clock = time.perf_counter,
+    report_every: float = REPORT_EVERY,
+    checkpoint_every: float = CHECKPOINT_EVERY,
+) -> TrainedModel:
+    """Continue the run checkpointed in `directory` (its data and options are in the checkpoint).
+
+    A run scheduled by steps ends with exactly the weights it would have had uninterrupted; a
+    time-budgeted run continues with what is left of its budget.
+    """
+    snap = resume_file.read(directory)
+    try:
+        config = TrainConfig(**snap.meta["options"])
+    except (KeyError, TypeError):
+        raise InvalidInput(f"{directory}: the resume file's options are unreadable; train again with --out") from None
+    return train(snap.data, config, on_progress, should_stop, snap.val_data, clock, report_every,
+                 checkpoint_dir=directory, checkpoint_every=checkpoint_every, snapshot=snap)
+
+
+def _group(name: str, arrays: Params | None) -> dict[str, np.ndarray]:
+    return {} if arrays is None else {f"{name}/{k}": v for k, v in arrays.items()}
+
+
+def _capture(run: _Run, vocab: Vocab, raw_text: str, val_text: str | None) -> resume_file.Snapshot:
+    """Everything `_restore` needs to put `run` back where it is now (between two steps)."""
+    meta = {"options": asdict(run.cfg), "vocab": list(vocab.chars), "rng": run.rng.bit_generator.state,
+            "adam_t": run.opt.t, "steps_done": run.steps_done, "chars_seen": run.chars_seen, "epoch": run.epoch,
+            "losses": run.losses, "history": run.history, "best_val": run.best_val, "elapsed": run.elapsed()}
+    arrays = {**_group("params", run.params), **_group("m", run.opt.m), **_group("v", run.opt.v),
+              **_group("ema", run.ema_params), **_group("best", run.best_params), **_group("epoch", run.epoch_state)}
+    return resume_file.Snapshot(meta, arrays, raw_text, val_text)
+
+
+def _restore(run: _Run, snap: resume_file.Snapshot) -> None:
+    """Put the snapshot's state into a freshly built run of the same options and data."""
+    m = snap.meta
+    shapes = {k: v.shape for k, v in run.params.items()}
+    for group in ("params", "m", "v") + (("ema",) if run.ema_params is not None else ()):
+        arrays = snap.group(group)
+        if {k: v.shape for k, v in arrays.items()} != shapes:
+            raise InvalidInput(f"the resume file's {group} weights do not match its options; train again with --out")
+    run.params.update({k: v.astype(run.params[k].dtype) for k, v in snap.group("params").items()})
+    run.opt.m, run.opt.v, run.opt.t = snap.group("m"), snap.group("v"), int(m["adam_t"])
+    run.opt.m = {k: run.opt.m[k] for k in run.params}  # Adam steps parameters in this order
+    run.opt.v = {k: run.opt.v[k] for k in run.params}
+    if run.ema_params is not None:
+        run.ema_params = snap.group("ema")
+    run.best_params = snap.group("best") or None
+    run.best_val = m["best_val"]
+    run.rng.bit_generator.state = m["rng"]
+    run.steps_done, run.chars_seen, run.epoch = int(m["steps_done"]), int(m["chars_seen"]), int(m["epoch"])
+    run.losses, run.history = list(m["losses"]), list(m["history"])
+    run.epoch_state = snap.group("epoch") or None
