@@ -33,9 +33,7 @@ from app.api.metrics import Metrics
 from app.api.serve import binds_loopback_only, connection_cap
 from app.api.settings import Settings
 from app.api.supervisor import WorkerSupervisor
-from app.api.worker import capped
 from app.charlm.errors import WorkStopped
-from app.charlm.train import DEFAULTS, UNLIMITED_EPOCHS, TrainConfig
 
 from .conftest import ROOT
 from .test_api import AUTH, NAMES_FILE, make_client, upload
@@ -333,22 +331,6 @@ def test_connection_cap_stays_below_the_descriptor_limit() -> None:
 
 
 # --- work per job and the worker -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize(
-    "epochs, budget, cap, want_epochs, want_budget",
-    [
-        (None, None, 5.0, DEFAULTS["names"]["epochs"], 5.0),  # the default epochs stay, the cap is added
-        (3, None, 5.0, 3, 5.0),
-        (None, 10.0, 5.0, UNLIMITED_EPOCHS, 5.0),  # "train for the budget" stays that, under the cap
-        (None, 2.0, 5.0, UNLIMITED_EPOCHS, 2.0),
-        (7, 2.0, 5.0, 7, 2.0),
-    ],
-)
-def test_every_job_is_capped_without_changing_its_epochs(epochs: int | None, budget: float | None, cap: float,
-                                                         want_epochs: int, want_budget: float) -> None:
-    config = capped(TrainConfig(kind="names", epochs=epochs, time_budget=budget), cap)
-    assert (config.epochs, config.time_budget) == (want_epochs, want_budget)
-
 
 def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

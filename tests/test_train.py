@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
+import app.charlm.train as train_module
 from app.charlm.data import parse_names
 from app.charlm.errors import InvalidInput, TrainingCancelled
 from app.charlm.evaluate import evaluate
@@ -208,3 +211,30 @@ def test_cross_validation_stops_a_60_epoch_schedule() -> None:
                                                   epochs=options["epochs"], schedule_epochs=60))
     for k in model.params:
         np.testing.assert_array_equal(model.params[k], by_hand.params[k])
+
+
+def test_a_deadline_stops_without_changing_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(hidden=16, layers=1, epochs=3, batch_size=64)
+    free = train(DINOS.read_text(), config)
+    unhit = train(DINOS.read_text(), config, deadline=1e6)  # a deadline never reached changes nothing
+    for k in free.params:
+        np.testing.assert_array_equal(free.params[k], unhit.params[k])
+    scored: list[int] = []
+    real = train_module.names_nll
+
+    def spy(net, params, encoded, *args, **kwargs):  # type: ignore[no-untyped-def]
+        scored.append(len(encoded))
+        return real(net, params, encoded, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "names_nll", spy)
+    big = "\n".join(f"{a}{b}{c}saurus" for a in "bcdfg" for b in "aeiou" for c in "klmnprstvz") * 5  # 250 names
+    # A clock that ticks once per reading: the deadline of 300 ticks falls inside the first epoch
+    # (about 900 steps of two names, each reading the clock at least once).
+    ticks = itertools.count()
+    stopped = train(big + "\n" + DINOS.read_text(), TrainConfig(hidden=16, layers=1, epochs=10_000, val_fraction=0.5,
+                                                                batch_size=2), deadline=300,
+                    clock=lambda: float(next(ticks)))
+    assert stopped.meta["training"]["epochs_run"] < 10_000
+    options = stopped.meta["training"]["options"]
+    assert options["epochs"] == 10_000 and options["time_budget"] is None  # the schedule is the epochs'
+    assert scored[-1] <= train_module.QUICK_VALIDATION["names"] < stopped.meta["metrics"]["val_items"]

@@ -157,15 +157,15 @@ class JobStore:
         return job, row["data"]
 
     def report(self, job_id: str, progress: float, epochs_done: int, history: list[dict[str, Any]],
-               eta_seconds: float | None) -> None:
+               eta_seconds: float | None, epochs_total: int | None = None) -> None:
         """Store a running job's progress; a history longer than MAX_HISTORY is thinned evenly (last kept)."""
         if len(history) > MAX_HISTORY:
             step = -(-len(history) // (MAX_HISTORY - 1))  # ceiling division: at most MAX_HISTORY - 1 points
             history = history[::step][: MAX_HISTORY - 1] + history[-1:]
         with self._connect() as db:
-            db.execute("UPDATE jobs SET progress = ?, epochs_done = ?, history = ?, eta_seconds = ? "
-                       "WHERE id = ? AND status = 'running'",
-                       (progress, epochs_done, json.dumps(history), eta_seconds, job_id))
+            db.execute("UPDATE jobs SET progress = ?, epochs_done = ?, history = ?, eta_seconds = ?, "
+                       "epochs_total = COALESCE(?, epochs_total) WHERE id = ? AND status = 'running'",
+                       (progress, epochs_done, json.dumps(history), eta_seconds, epochs_total, job_id))
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._connect() as db:

@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,6 @@ from .jobs import JobStore
 
 log = logging.getLogger("dinosaurus.worker")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def capped(config: TrainConfig, max_seconds: float) -> TrainConfig:
-    """`config` with its time budget at most `max_seconds`, its epochs meaning what they meant.
-
-    The epochs are resolved first: a budget given without epochs makes them unlimited (train until
-    the budget is spent), and the server's cap must not turn a fixed epoch count into that.
-    """
-    epochs = config.resolved().epochs
-    budget = max_seconds if config.time_budget is None else min(config.time_budget, max_seconds)
-    return replace(config, epochs=epochs, time_budget=budget)
 
 
 class Worker:
@@ -83,7 +71,8 @@ class Worker:
             if p.event == "epoch":
                 history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
                                                "val_loss": p.val_loss, "seconds": p.seconds}))
-            self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds)
+            self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
+                             epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
 
         log.info("job %s: training model %r", job_id, job["model"])
         keep = False
@@ -92,12 +81,15 @@ class Worker:
             if snap is not None and snap.data == data:
                 log.info("job %s: resuming from its checkpoint", job_id)
                 history.extend(_history_entry(h) for h in snap.meta["history"])  # the loss chart goes on
-                model = resume(job_dir, on_progress=on_progress, should_stop=should_stop)
+                model = resume(job_dir, on_progress=on_progress, should_stop=should_stop,
+                               deadline=self.max_job_seconds)
             else:
-                config = capped(TrainConfig(kind="names", **job["options"]), self.max_job_seconds)
+                config = TrainConfig(kind="names", **job["options"])
                 base = self.store.load(config.init_from) if config.init_from else None
+                # The server's cap is a deadline, not a time budget: the job keeps the schedule
+                # (and the size-aware number of epochs) its options give it.
                 model = train(data, config, on_progress=on_progress, should_stop=should_stop,
-                              checkpoint_dir=job_dir, base=base)
+                              checkpoint_dir=job_dir, base=base, deadline=self.max_job_seconds)
             model.meta["command"] = f"POST /train (job {job_id})"
             version = self.store.add_version(job["model"], model)
         except TrainingCancelled:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +16,13 @@ from .model import CharModel, log_softmax
 from .textnorm import clean_text
 
 
-def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512) -> tuple[float, int]:
+def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512,
+              poll: Callable[[], None] | None = None) -> tuple[float, int]:
     """Summed NLL of each name plus its end token, each scored from the start state."""
     total, count = 0.0, 0
     for i in range(0, len(encoded), batch):
+        if poll is not None:
+            poll()  # a caller that wants to stop (a cancelled job) raises from here
         inputs, targets, mask = names_batch(encoded[i : i + batch])
         logits, _, _ = net.forward(params, inputs, net.zero_state(inputs.shape[1]))
         picked = np.take_along_axis(log_softmax(logits), targets[..., None], axis=-1)[..., 0]
@@ -27,7 +31,8 @@ def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: 
     return total, count
 
 
-def text_nll(net: CharModel, params: Params, ids: np.ndarray, streams: int = 1, chunk: int = 256) -> tuple[float, int]:
+def text_nll(net: CharModel, params: Params, ids: np.ndarray, streams: int = 1, chunk: int = 256,
+             poll: Callable[[], None] | None = None) -> tuple[float, int]:
     """Summed NLL of every character after the first, given all before it.
 
     With `streams` > 1 the text is cut into that many contiguous pieces scored side by side:
@@ -45,6 +50,8 @@ def text_nll(net: CharModel, params: Params, ids: np.ndarray, streams: int = 1, 
     total = 0.0
     state = net.zero_state(S, params["Wy"].dtype)
     for t in range(0, L, chunk):
+        if poll is not None:
+            poll()
         logits, state, _ = net.forward(params, inputs[t : t + chunk], state)
         picked = np.take_along_axis(log_softmax(logits), targets[t : t + chunk, :, None], axis=-1)[..., 0]
         total -= float(picked[mask[t : t + chunk]].sum(dtype=np.float64))

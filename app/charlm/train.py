@@ -11,6 +11,7 @@ model, optimiser, schedule, validation, time budget, checkpoint contents — is 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -220,6 +221,7 @@ class _Run:
     # Where the current epoch stands after the last step (its order and next batch, or the text
     # offset and carried state); None between epochs. An epoch function resumes from it.
     epoch_state: dict[str, np.ndarray] | None = None
+    deadline: float | None = None  # a hard stop in seconds that leaves the schedule alone (a service's cap)
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -231,8 +233,8 @@ class _Run:
         return by_epochs
 
     def out_of_time(self) -> bool:
-        budget = self.cfg.time_budget
-        return budget is not None and self.elapsed() >= budget
+        budget, deadline = self.cfg.time_budget, self.deadline
+        return any(limit is not None and self.elapsed() >= limit for limit in (budget, deadline))
 
     def update(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None,
                state: ModelState, epoch_pos: float) -> tuple[float, ModelState]:
@@ -418,6 +420,7 @@ def train(
     checkpoint_every: float = CHECKPOINT_EVERY,
     base: TrainedModel | None = None,
     snapshot: resume_file.Snapshot | None = None,
+    deadline: float | None = None,
 ) -> TrainedModel:
     """Train a model on `raw_text` (a name list or a text stream), from scratch or from `base`.
 
@@ -427,6 +430,9 @@ def train(
     resumable checkpoint (resume.py) is written there every `checkpoint_every` seconds and when
     `should_stop` stops the run (TrainingCancelled). `base` is the model named by
     `config.init_from` (fine-tuning, finetune.py); `snapshot` continues a checkpointed run.
+    `deadline` (seconds) is a hard stop that, unlike a time budget, leaves the schedule alone: a
+    service's cap on every job. Once time is up (budget or deadline), the last validation scores
+    at most QUICK_VALIDATION items, so stopping stays prompt whatever the data size.
     """
     if config.init_from is not None and base is None and snapshot is None:
         raise ValueError("config.init_from names a base model: load it and pass it as `base`")
@@ -444,6 +450,9 @@ def train(
             and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
         cfg, measured = _size_for_budget(cfg, prep, clock)
     run = _new_run(cfg, prep, rng, clock, base)
+    run.deadline = deadline
+    limit = None if cfg.time_budget is None and deadline is None else min(cfg.time_budget or math.inf,
+                                                                           deadline or math.inf)
     if snapshot is not None:
         _restore(run, snapshot)
     validate = _validator(cfg, run.net)
@@ -464,9 +473,9 @@ def train(
         if event == "plan":
             left = None if steps is None else steps - run.steps_done
             eta = expected_seconds(step_seconds, left, val_seconds, epochs - run.epoch,
-                                   None if cfg.time_budget is None else cfg.time_budget - elapsed)
+                                   None if limit is None else limit - elapsed)
         else:
-            eta = eta_seconds(elapsed, run.steps_done, steps, cfg.time_budget)
+            eta = eta_seconds(elapsed, run.steps_done, steps, limit)
         fraction = max(run.steps_done / steps if steps else 0.0, elapsed / cfg.time_budget if cfg.time_budget else 0.0)
         losses = run.losses
         p = Progress(event, run.epoch, epochs, run.steps_done, steps, float(np.mean(losses)) if losses else None,
@@ -495,7 +504,9 @@ def train(
             if clock() - last_report >= report_every:
                 last_report = clock()
                 report("step", None)
-        scores = [(validate(p, prep.val_data) if prep.val_data is not None else None, p) for p in run.candidates]
+        val_data = prep.val_data[: QUICK_VALIDATION[cfg.kind]] if run.out_of_time() and prep.val_data is not None \
+            else prep.val_data
+        scores = [(validate(p, val_data, stop_if_asked) if val_data is not None else None, p) for p in run.candidates]
         for score, candidate in scores:
             run.consider(score, candidate)
         val = None if prep.val_data is None else min(float(score or 0) for score, _ in scores)
@@ -511,8 +522,7 @@ def train(
     history = run.history
     meta = {
         "training": {"options": options, "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
-                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs,
-                                                                cfg.time_budget), 2)},
+                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2)},
         "metrics": {
             "val_nll_per_char": run.best_val,
             "train_nll_per_char": history[-1]["train_loss"] if history else None,
@@ -537,14 +547,19 @@ def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock:
     return run
 
 
-def _validator(cfg: TrainConfig, net: CharModel) -> Callable[[Params, Any], float]:
-    """Mean nats per character of some weights on validation data of the run's kind."""
+Validator = Callable[..., float]  # (weights, validation data, poll=None) -> nats per character
+QUICK_VALIDATION = {"names": 512, "text": 32_768}  # names or characters scored once time is up
 
-    def validate(candidate: Params, data: Any) -> float:
+
+def _validator(cfg: TrainConfig, net: CharModel) -> Validator:
+    """Mean nats per character of some weights on validation data of the run's kind; `poll` is
+    called between batches (it may raise to stop)."""
+
+    def validate(candidate: Params, data: Any, poll: Callable[[], None] | None = None) -> float:
         if cfg.kind == "names":
-            total, count = names_nll(net, candidate, data)
+            total, count = names_nll(net, candidate, data, poll=poll)
         else:
-            total, count = text_nll(net, candidate, data, streams=8)
+            total, count = text_nll(net, candidate, data, streams=8, poll=poll)
         return total / count
 
     return validate
@@ -598,6 +613,7 @@ def resume(
     clock: Clock = time.perf_counter,
     report_every: float = REPORT_EVERY,
     checkpoint_every: float = CHECKPOINT_EVERY,
+    deadline: float | None = None,
 ) -> TrainedModel:
     """Continue the run checkpointed in `directory` (its data and options are in the checkpoint).
 
@@ -610,7 +626,7 @@ def resume(
     except (KeyError, TypeError):
         raise InvalidInput(f"{directory}: the resume file's options are unreadable; train again with --out") from None
     return train(snap.data, config, on_progress, should_stop, snap.val_data, clock, report_every,
-                 checkpoint_dir=directory, checkpoint_every=checkpoint_every, snapshot=snap)
+                 checkpoint_dir=directory, checkpoint_every=checkpoint_every, snapshot=snap, deadline=deadline)
 
 
 def _group(name: str, arrays: Params | None) -> dict[str, np.ndarray]:

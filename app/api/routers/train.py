@@ -95,11 +95,10 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
     try:
         text = decode_text(raw, "upload")
         check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
-        resolved = TrainConfig(kind="names", **options).resolved()
+        TrainConfig(kind="names", **options).resolved()  # the options' own checks, before queueing
     except InvalidInput as exc:
         raise HTTPException(422, _api_terms(str(exc))) from None
-    if form.time_budget is None:
-        options["epochs"] = resolved.epochs  # so the job can report epochs_total
+    # Unset options stay unset: the trainer sizes the run to the list (the job reports its epochs).
     return services.jobs.create(form.name, options, text, services.settings.max_queued_jobs)
 
 
