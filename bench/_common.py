@@ -90,3 +90,13 @@ def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
         finally:
             server.terminate()
             server.wait(30)
+
+
+def machine() -> str:
+    """CPU model, cores, BLAS library and threads: printed beside every speed figure."""
+    from threadpoolctl import threadpool_info
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "unknown CPU")
+    blas = ", ".join(f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)" for i in threadpool_info())
+    return f"{cpu}, {os.cpu_count()} cores, BLAS: {blas or 'none found'}"

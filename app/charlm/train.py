@@ -26,6 +26,7 @@ from .evaluate import names_nll, text_nll
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig, ModelState, cross_entropy
 from .optim import Adam, clip_global_norm, cosine_lr
+from .reference import with_records
 from .textnorm import clean_text, sha256_text
 from .vocab import Vocab
 
@@ -420,4 +421,6 @@ def train(
         "history": history,
         "data_sha256": sha256_text(raw_text),
     }
-    return TrainedModel(cfg.kind, net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    model = TrainedModel(cfg.kind, net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    validation = [prep.vocab.decode(e) for e in prep.val_data] if names_model and prep.val_data is not None else []
+    return with_records(model, validation)
