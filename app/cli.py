@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import NoReturn
 
 from .charlm import course
@@ -187,7 +188,8 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m app", description="Dinosaurus: character-level language models in NumPy.")
+    prog = "dinosaurus" if Path(sys.argv[0]).name == "dinosaurus" else "python -m app"  # the installed command
+    parser = _Parser(prog=prog, description="Dinosaurus: character-level language models in NumPy.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("course", help="run the course assignment's RNN and print its report")

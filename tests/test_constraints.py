@@ -18,7 +18,7 @@ from app.charlm.errors import InvalidInput
 from app.charlm.evaluate import evaluate, names_log_probs
 from app.charlm.model import CharModel, ModelConfig
 from app.charlm.reference import build_reference, memorisation_rate
-from app.charlm.sample import GUIDE_RATE, NameOptions, _generate, sample_names
+from app.charlm.sample import GUIDE_RATE, NameOptions, _generate, prime_names, sample_names
 from app.charlm.score import score_names
 from app.charlm.vocab import Vocab
 from app.novelty import near_training
@@ -61,12 +61,13 @@ def test_guided_proposals_follow_the_model_exactly(tiny: TrainedModel, rule: dic
     opts = NameOptions(min_length=1, max_length=MAX_LEN, **rule)
     plan = opts.check(tiny)
     step = tiny.net.stepper(tiny.params)
+    primed = prime_names(tiny, step, plan)
     rng = np.random.default_rng(0)
     batch, rounds = 400, 40
     names = [n for n in all_names() if holds(n)]
     counts = np.zeros((rounds, len(names)))
     for r in range(rounds):
-        rows, _ = _generate(tiny, step, plan, batch, opts, rng)
+        rows, _ = _generate(tiny, step, plan, primed, batch, opts, rng)
         got = [tiny.vocab.decode(ids) for ids in rows]
         assert all(holds(n) and 1 <= len(n) <= MAX_LEN for n in got)
         for n in got:

@@ -139,11 +139,21 @@ def _open_app(tmp_path: Path, **kwargs: object) -> object:
         ("127.0.0.1", {"X-Forwarded-For": "127.0.0.1"}, 403),  # relayed by a proxy on this host
         ("127.0.0.1", {"Forwarded": "for=127.0.0.1"}, 403),
         ("127.0.0.1", {"X-Real-IP": "127.0.0.1"}, 403),
+        ("127.0.0.1", {"Via": "1.1 proxy"}, 403),
+        ("127.0.0.1", {"True-Client-IP": "127.0.0.1"}, 403),
+        # A page of another site in the local user's browser: the browser's connection is loopback.
+        ("127.0.0.1", {"Origin": "http://evil.example"}, 403),
+        ("127.0.0.1", {"Origin": "null"}, 403),
+        ("127.0.0.1", {"Sec-Fetch-Site": "cross-site"}, 403),
+        ("127.0.0.1", {"Host": "rebind.evil.example:8000"}, 403),  # DNS rebinding
+        ("127.0.0.1", {"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}, 202),  # our page
+        ("127.0.0.1", {"Origin": "http://localhost:8000", "Host": "localhost:8000"}, 202),
+        ("::1", {"Origin": "http://[::1]:8000", "Host": "[::1]:8000"}, 202),
     ],
 )
 def test_without_token_only_a_direct_loopback_peer_writes(tmp_path: Path, peer: str, headers: dict[str, str],
                                                           status: int) -> None:
-    with TestClient(_open_app(tmp_path), client=(peer, 50000)) as c:
+    with TestClient(_open_app(tmp_path), client=(peer, 50000), base_url="http://127.0.0.1:8000") as c:
         r = upload(c, headers=headers)
         assert r.status_code == status, r.text
 

@@ -188,3 +188,22 @@ def test_beyond_loopback_without_token_writes_are_refused_and_said(tmp_path: Pat
         assert b"write endpoints (POST /train, cancel) are refused" in server.log_path.read_bytes()
     finally:
         server.stop()
+
+
+def test_one_client_cannot_hold_every_connection(tmp_path: Path) -> None:
+    server = Server(tmp_path / "store", env={"DINO_HEADER_TIMEOUT": "5", "DINO_MAX_CONNECTIONS": "50",
+                                             "DINO_MAX_CONNECTIONS_PER_CLIENT": "3"})
+    idle = [connect(server) for _ in range(3)]  # one client's share, waiting for headers that never come
+    try:
+        with connect(server) as fourth:  # the same client address once more: closed at once
+            fourth.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert closed_by_server(fourth)
+        # Another client (another loopback source address) is still served meanwhile.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT,
+                                      source_address=("127.0.0.2", 0)) as other:
+            other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert response_status(other) == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

@@ -10,7 +10,9 @@ holds its connection (and a file descriptor) forever; it also accepts connection
   previous response ending, on a kept-alive connection), else the connection is closed;
 - a body must arrive within `body_timeout` seconds of its headers, else the connection is closed
   (the app then sees a disconnect);
-- beyond `max_connections` open connections, a new connection is closed at once.
+- beyond `max_connections` open connections, or `max_per_client` from one client address, a new
+  connection is closed at once (so one client cannot hold every slot; many clients at once need
+  a proxy with its own limits, and behind a proxy on this host every client shares one address).
 
 The deadlines are absolute (not reset by each byte), so trickling does not extend them.
 """
@@ -47,28 +49,39 @@ class _Notices:
             self.logged_at = now
 
 
-def guarded_protocol(header_timeout: float, body_timeout: float, max_connections: int) -> type[H11Protocol]:
+def guarded_protocol(header_timeout: float, body_timeout: float, max_connections: int,
+                     max_per_client: int | None = None) -> type[H11Protocol]:
     """uvicorn's h11 protocol class with the limits above (one class per server)."""
     notices = _Notices()
+    per_client: Counter[str] = Counter()
+    client_cap = max_per_client or max_connections
 
     class GuardedH11Protocol(H11Protocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._deadline: asyncio.TimerHandle | None = None
             self._refused = False
+            self._client = ""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            if len(self.connections) >= max_connections:
+            peer = transport.get_extra_info("peername")
+            self._client = str(peer[0]) if peer else ""
+            if len(self.connections) >= max_connections or per_client[self._client] >= client_cap:
                 self._refused = True
-                notices.add("over the connection cap")
+                notices.add("over the connection cap" if len(self.connections) >= max_connections
+                            else "over the per-client cap")
                 transport.abort()
                 return
+            per_client[self._client] += 1
             super().connection_made(transport)
             self._arm(header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             if not self._refused:
+                per_client[self._client] -= 1
+                if per_client[self._client] <= 0:
+                    del per_client[self._client]
                 super().connection_lost(exc)
 
         def handle_events(self) -> None:

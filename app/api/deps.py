@@ -19,7 +19,9 @@ from .settings import Settings
 from .supervisor import WorkerSupervisor
 
 # A request that passed through a proxy is not a loopback client, whatever its socket peer.
-FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host", "x-client-ip",
+                      "true-client-ip", "x-original-forwarded-for", "via")
+LOOPBACK_NAMES = ("localhost",)  # a Host header naming this machine (checked only to stop DNS rebinding)
 CLOSE = {"Connection": "close"}  # a refused writer's body is not worth receiving: end the connection
 
 
@@ -84,6 +86,31 @@ def require_writer(request: Request, services: ServicesDep) -> None:
     if forwarded or not is_loopback(socket_peer(request)):
         raise HTTPException(403, "write endpoints accept only direct loopback clients unless DINO_ADMIN_TOKEN "
                             "is set; set it and send it as a bearer token", headers=CLOSE)
+    if not (loopback_host(request.headers.get("host", "")) and same_machine_page(request)):
+        # A page from another site (or a DNS-rebinding one) in the local user's browser: without a
+        # token, the browser's own loopback connection must not lend it write access.
+        raise HTTPException(403, "write endpoints without DINO_ADMIN_TOKEN accept requests only from this "
+                            "machine's own pages and tools (Host and Origin must be loopback)", headers=CLOSE)
+
+
+def loopback_host(host_header: str) -> bool:
+    """True when a Host (or Origin) authority names this machine: localhost or a loopback address."""
+    host = host_header.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.lower().rstrip(".") in LOOPBACK_NAMES or is_loopback(host)
+
+
+def same_machine_page(request: Request) -> bool:
+    """False for a browser request made by a page of another site (Origin or Sec-Fetch-Site say so)."""
+    if request.headers.get("sec-fetch-site", "none") in ("cross-site", "same-site"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # curl, scripts and same-origin navigations send none
+    return origin != "null" and loopback_host(origin.split("://", 1)[-1])
 
 
 WriterDep = Depends(require_writer)

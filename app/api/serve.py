@@ -57,5 +57,6 @@ def serve(host: str, port: int) -> None:
         log_level="warning",
         timeout_graceful_shutdown=15,
         proxy_headers=False,  # the write rule needs the socket peer; forwarded headers never rewrite it
-        http=guarded_protocol(settings.header_timeout, settings.body_timeout, cap),
+        http=guarded_protocol(settings.header_timeout, settings.body_timeout, cap,
+                              min(cap, settings.max_connections_per_client)),
     )

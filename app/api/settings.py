@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0, description="seconds to receive a request's headers")
     body_timeout: float = Field(default=30.0, gt=0, description="seconds to receive a request's body")
     max_connections: int = Field(default=1000, ge=1, description="open connections; more are closed at once")
+    max_connections_per_client: int = Field(default=64, ge=1,
+                                            description="open connections from one client address")
     log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="size of a log file before rotation")
     log_backups: int = Field(default=3, ge=0, description="rotated log files kept")
     commit: str | None = Field(default=None, description="git commit of this build (images set it; else git)")

@@ -17,7 +17,7 @@ import numpy as np
 
 from .checkpoint import TrainedModel
 from .evaluate import names_log_probs
-from .sample import NameOptions, _generate
+from .sample import NameOptions, _generate, prime_names
 
 MIN_VALIDATION = 30  # validation names needed to use them as the reference (else training names)
 MIN_REFERENCE = 20  # below this, no percentile: one name would move it by more than 5 points
@@ -47,9 +47,10 @@ def memorisation_rate(model: TrainedModel) -> float:
     plan = opts.check(model)
     rng = np.random.default_rng(0)
     step = model.net.stepper(model.params)
+    primed = prime_names(model, step, plan)
     drawn: list[str] = []
     for _ in range(_MAX_ROUNDS):  # a model that rarely ends a name within the limits gets fewer samples
-        rows, _ = _generate(model, step, plan, MEMORISATION_SAMPLES - len(drawn) + 16, opts, rng)
+        rows, _ = _generate(model, step, plan, primed, MEMORISATION_SAMPLES - len(drawn) + 16, opts, rng)
         drawn.extend(model.vocab.decode(r) for r in rows)
         if len(drawn) >= MEMORISATION_SAMPLES:
             break

@@ -104,13 +104,27 @@ def probabilities(logits: np.ndarray, temperature: float, top_k: int | None) -> 
     return w / w.sum(axis=1, keepdims=True)
 
 
-def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray, batch: int) -> tuple[np.ndarray, ModelState]:
-    """Feed the same ids to `batch` fresh streams; returns the last logits (batch, V) and state."""
-    state = net.zero_state(batch, dtype)
+def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
+           should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
+    """Feed `ids` to one fresh stream; returns the last logits (1, V) and the state."""
+    state = net.zero_state(1, dtype)
     logits = np.empty(0)
     for i in ids:
-        logits, state = step(np.full(batch, i), state)
+        _poll(should_stop)
+        logits, state = step(np.full(1, i), state)
     return logits, state
+
+
+def prime_names(model: TrainedModel, step: Stepper, plan: NamePlan,
+                should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
+    """The start of every name of a request: one stream fed the start token and the prefix."""
+    ids = np.concatenate([[0], model.vocab.encode(plan.prefix)])
+    return _prime(model.net, step, model.params["Wy"].dtype, ids, should_stop)
+
+
+def _tile(logits: np.ndarray, state: ModelState, batch: int) -> tuple[np.ndarray, ModelState]:
+    """One primed stream as `batch` identical rows."""
+    return np.repeat(logits, batch, axis=0), [tuple(np.repeat(a, batch, axis=0) for a in s) for s in state]
 
 
 @dataclass(frozen=True)
@@ -231,10 +245,12 @@ class NameOptions:
         return NamePlan(prefix, suffix, contains, banned, min_length, self.max_length)
 
 
-def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, batch: int, opts: NameOptions,
-              rng: np.random.Generator, should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
-    """Draw `batch` names continuing the prefix. Returns the continuations (ids, prefix excluded)
-    of the rows that ended by themselves within the limits, and the row-steps spent.
+def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
+              opts: NameOptions, rng: np.random.Generator,
+              should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
+    """Draw `batch` names continuing the prefix (whose stream `primed` holds, see `prime_names`).
+    Returns the continuations (ids, prefix excluded) of the rows that ended by themselves within
+    the limits, and the row-steps spent.
 
     With a suffix S or a contains string C (and sampling, not greedy), the rows are a guided
     search instead. Walks sample the model as usual but are never returned; at every step each
@@ -253,7 +269,7 @@ def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, batch: int, op
     prefix_ids = model.vocab.encode(plan.prefix)
     n0 = len(prefix_ids)
     guide = _guide(model, plan, opts)
-    logits, state = _prime(model.net, step, model.params["Wy"].dtype, np.concatenate([[0], prefix_ids]), batch)
+    logits, state = _tile(*primed, batch)
     last = np.full(batch, prefix_ids[-1] if n0 else 0)  # 0: the start of the name
     out = np.zeros((batch, plan.max_length - n0), dtype=np.int64)
     ptr = np.full(batch, _WALK)  # a probe's index of its next forced character in guide.tail, or _WALK/_FREE
@@ -364,17 +380,19 @@ def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck 
     taken: set[str] = set(model.names) if opts.novel else set()
     step = model.net.stepper(model.params)
     budget = [MAX_ROW_STEPS]
+    primed = prime_names(model, step, plan, should_stop)
     page: list[str] = []
     for number in range(1, opts.page + 1):
         seed = opts.seed if number == 1 or opts.seed is None else [opts.seed, number]
-        page = _sample_page(model, step, plan, opts, np.random.default_rng(seed), taken, budget, should_stop, reject)
+        rng = np.random.default_rng(seed)
+        page = _sample_page(model, step, plan, primed, opts, rng, taken, budget, should_stop, reject)
         taken.update(page)
     return [model.case.display(n) for n in page]
 
 
-def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, opts: NameOptions, rng: np.random.Generator,
-                 taken: set[str], budget: list[int], should_stop: StopCheck | None,
-                 reject: NameFilter | None) -> list[str]:
+def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
+                 opts: NameOptions, rng: np.random.Generator, taken: set[str], budget: list[int],
+                 should_stop: StopCheck | None, reject: NameFilter | None) -> list[str]:
     """`count` distinct names (model form) not in `taken`; `budget` holds the row-steps left."""
     found: dict[str, None] = {}
     guided = _guide(model, plan, opts) is not None
@@ -389,7 +407,7 @@ def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, opts: NameO
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = _generate(model, step, plan, batch, opts, rng, should_stop)
+        rows, spent = _generate(model, step, plan, primed, batch, opts, rng, should_stop)
         budget[0] -= spent
         spent_here += spent
         if guided:  # a batch returns names in order of length: take them in random order
@@ -474,7 +492,7 @@ def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
-    logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), 1)
+    logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), should_stop)
     limit = MAX_POEM_CHARS if opts.lines is not None else opts.length
     out: list[str] = []
     lines = 0
