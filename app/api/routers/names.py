@@ -16,7 +16,6 @@ from ..schemas import NamesOut
 from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, user_errors
 
 router = APIRouter(tags=["names"])
-TEXT = Annotated[str, Query(max_length=MAX_NAME_CHARS)]
 
 
 @router.get("/names", response_model=NamesOut, responses=BUSY, dependencies=[STRICT_QUERY])
