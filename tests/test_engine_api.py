@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from app.charlm.evaluate import evaluate
 from app.charlm.store import ModelStore
 
-from .conftest import DINOS
 from .test_api import make_client
 from .test_cli import assert_clean_error, run
 
@@ -126,4 +125,3 @@ def test_training_stores_reference_and_memorisation(tiny_names_model) -> None:  
     assert ref["set"] == "validation" and ref["names"] == tiny_names_model.meta["metrics"]["val_items"]
     rate = tiny_names_model.meta["memorisation_rate"]
     assert 0 <= rate <= 1
-    assert DINOS.exists()
