@@ -1,4 +1,4 @@
-"""Command line: `python -m app course|train|eval|sample|poem|serve`.
+"""Command line: `python -m app course|train|eval|sample|score|poem|serve`.
 
 Every user error (bad option, unusable file, unknown model) ends with exit code 2 and one line
 on stderr; results go to stdout, progress to stderr. Output is UTF-8 whatever the locale, a
@@ -24,11 +24,13 @@ from typing import NoReturn
 
 from .charlm import course
 from .charlm import resume as resume_file
+from .charlm.beam import most_likely_names
 from .charlm.casing import CASE_CHOICES
 from .charlm.checkpoint import check_target, save
 from .charlm.errors import CharLMError, InvalidInput, TrainingCancelled
 from .charlm.evaluate import evaluate
-from .charlm.sample import NameOptions, PoemOptions, continue_text, sample_names
+from .charlm.sample import MODES, NameOptions, PoemOptions, continue_text, sample_names
+from .charlm.score import reference_set, score_names
 from .charlm.store import ModelStore, check_model_name
 from .charlm.textnorm import clean_text, read_text_file
 from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, resume, train
@@ -170,11 +172,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    from .novelty import novelty  # rapidfuzz is loaded only when sampling
+
     model = _store().load(args.model)
+    exclude_training, reject = novelty(model, args.novel)
     opts = NameOptions(count=args.count, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
                        prefix=args.prefix, min_length=args.min_length, max_length=args.max_length,
-                       novel=args.novel)
-    print("\n".join(sample_names(model, opts)))
+                       novel=exclude_training, suffix=args.suffix, contains=args.contains, exclude=args.exclude,
+                       page=args.page, mode=args.mode)
+    if args.mode == "beam":
+        print("\n".join(f"{name}\t{lp:.4f}" for name, lp in most_likely_names(model, opts, reject=reject)))
+    else:
+        print("\n".join(sample_names(model, opts, reject=reject)))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    model = _store().load(args.model)
+    reference = reference_set(model)
+    for s in score_names(model, args.names):
+        print(json.dumps({"name": s.name, "log_prob": s.log_prob, "nll_per_char": s.nll_per_char,
+                          "percentile": s.percentile, "reference": reference}))
 
 
 def cmd_poem(args: argparse.Namespace) -> None:
@@ -268,11 +285,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=7, help="how many distinct names (1-1000)")
     _sampling_options(p)
     p.add_argument("--prefix", default="", help="every name starts with this")
-    p.add_argument("--min-length", type=int, default=1, help="shortest name, prefix included")
+    p.add_argument("--suffix", default="", help="every name ends with this")
+    p.add_argument("--contains", default="", help="every name contains this")
+    p.add_argument("--exclude", default="", help="characters never to use")
+    p.add_argument("--min-length", type=int, help="shortest name, prefix included (default: the shortest "
+                                                  "training name)")
     p.add_argument("--max-length", type=int, default=40,
                    help="longest name (1-100); a name that would be longer is drawn again, never cut")
-    p.add_argument("--novel", action="store_true", help="only names absent from the training list")
+    p.add_argument("--novel", nargs="?", const="true", default="false", choices=["false", "true", "strict"],
+                   help="only names absent from the training list; =strict: nor within one edit of one")
+    p.add_argument("--page", type=int, default=1, help="page of --count names (with --seed: no repeats across "
+                                                       "pages; page x count <= 5000)")
+    p.add_argument("--mode", choices=MODES, default="sample",
+                   help="beam: the count most probable names, each with its log-probability (tab-separated)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("score", help="log-likelihood and typicality of names (one JSON object per name)")
+    p.add_argument("--model", default="dinos", help="names model: store name or directory (default: dinos)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="names to score (1-100)")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("poem", help="continue a prompt in the voice of the sonnets")
     p.add_argument("--model", default="shakespeare", help="text model (default: shakespeare)")

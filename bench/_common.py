@@ -101,3 +101,4 @@ def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
         finally:
             server.terminate()
             server.wait(30)
+

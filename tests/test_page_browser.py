@@ -132,3 +132,32 @@ def test_a_running_job_shows_how_long_it_will_take(page: Any, tmp_path: Path) ->
     base = page.url.rstrip("/")
     running = [j for j in httpx.get(base + "/jobs").json() if j["model"] == "dinoseta"]
     assert running and httpx.post(f"{base}/jobs/{running[0]['id']}/cancel", timeout=30).status_code == 200
+
+
+def test_constraints_more_beam_and_score(page: Any, tmp_path: Path) -> None:
+    items = "[...document.querySelectorAll('[data-testid=names-list] li')]"
+    page.get_by_test_id("names-model").select_option("dinos")
+    page.get_by_test_id("names-count").fill("5")
+    page.get_by_test_id("names-suffix").fill("raptor")
+    page.get_by_test_id("names-exclude").fill("z")
+    page.get_by_test_id("names-seed").fill("11")
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function(f"{items}.length === 5 && {items}.every(li => /raptor/.test(li.textContent))")
+    first = page.get_by_test_id("names-list").locator("li").all_inner_texts()
+    assert all("z" not in n.split(" (")[0].lower() for n in first)
+    page.get_by_test_id("names-more").click()  # page 2 of seed 11: five other names
+    page.wait_for_function(f"{items}.length === 5 && !{items}.some(li => {first!r}.includes(li.textContent))")
+    page.get_by_test_id("names-suffix").fill("")
+    page.get_by_test_id("names-exclude").fill("")
+    page.get_by_test_id("names-mode").select_option("beam")
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function(f"{items}.length === 5 && {items}.every(li => /log-probability/.test(li.textContent))")
+    assert page.get_by_test_id("names-more").is_disabled()
+    page.get_by_test_id("names-mode").select_option("sample")
+    page.get_by_test_id("score-input").fill("Tyrannosaurus\nXqzzq")
+    page.get_by_test_id("score-submit").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=score-output] li').length === 2")
+    lines = page.get_by_test_id("score-output").locator("li").all_inner_texts()
+    assert lines[0].startswith("Tyrannosaurus: more typical than") and "validation names" in lines[0]
+    assert "than 0% of" in lines[1]
+    page.screenshot(path=str(tmp_path / "engine-controls.png"), full_page=True)

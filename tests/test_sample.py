@@ -173,7 +173,7 @@ def test_a_model_with_no_more_to_give_stops_early(tiny_names_model: TrainedModel
     # Just above the greedy limit nearly every row is the same name: the request ends after two
     # rounds of repeats with advice, instead of drawing until the work bound is spent.
     with pytest.raises(InvalidInput, match="keeps repeating"):
-        sample_names(tiny_names_model, NameOptions(count=50, temperature=GREEDY_BELOW * 1.5, seed=0))
+        sample_names(tiny_names_model, NameOptions(count=50, temperature=GREEDY_BELOW * 1.5, seed=0, min_length=1))
     # The only name that fits is the prefix itself, a training name: nothing novel exists.
     with pytest.raises(InvalidInput, match="in the training list; drop novel"):
         sample_names(tiny_names_model, NameOptions(count=1, prefix="Aachenosaurus", max_length=13, novel=True))

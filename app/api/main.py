@@ -26,7 +26,8 @@ from .jobs import JobStore
 from .logs import printable
 from .metrics import Metrics
 from .registry import ModelRegistry
-from .routers import health, info, jobs, models, names, page, poem, train
+from .routers import health, info, jobs, models, names, page, poem, score, train
+from .routers.common import RAW_QUERY_KEYS
 from .settings import Settings
 from .supervisor import WorkerSupervisor, start_worker
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         """`?top_k=&seed=` (as in the contract's examples) means "not given", not "invalid"."""
         query = request.scope.get("query_string", b"").decode("utf-8", "replace")
         pairs = parse_qsl(query, keep_blank_values=True)
+        request.scope[RAW_QUERY_KEYS] = [k for k, _ in pairs]  # for the unknown-parameter check
         if any(value == "" for _, value in pairs):
             request.scope["query_string"] = urlencode([(k, v) for k, v in pairs if v != ""]).encode()
         return await call_next(request)
@@ -133,6 +135,6 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
             log.info("%s %s %d %.1fms", printable(request.method), printable(request.url.path), status,
                      elapsed * 1000)
 
-    for module in (names, poem, train, jobs, models, health, info, page):
+    for module in (names, score, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)
     return app

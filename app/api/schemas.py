@@ -2,15 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.charlm.sample import MAX_NAME_CHARS
+from app.charlm.score import MAX_SCORE_NAMES
+
+MEMORISATION = ("share of 1,000 seeded samples at temperature 1 that are training names; null for text models "
+                "and models trained before it was recorded")
 
 
 class NamesOut(BaseModel):
     model: str
     version: str
     names: list[str]
+    known: list[bool] = Field(description="aligned with names: true where the name is in the training list")
+    log_probs: list[float] | None = Field(None, description="mode=beam: natural-log probability of each name "
+                                                            "(end token included, temperature 1), as /score gives")
+
+
+class ScoreIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("dinos", pattern=r"^[a-z0-9_-]{1,40}$", description="names model")
+    names: list[Annotated[str, Field(max_length=MAX_NAME_CHARS)]] = Field(
+        min_length=1, max_length=MAX_SCORE_NAMES, description="names to score, as typed")
+
+
+class NameScoreOut(BaseModel):
+    name: str
+    log_prob: float = Field(description="natural log of the name's probability, end token included")
+    nll_per_char: float = Field(description="-log_prob / (characters + 1), nats; eval's figure for the name alone")
+    percentile: float | None = Field(description="0-100: share of the reference names the model finds less "
+                                                 "typical (higher nll_per_char); null without a reference")
+
+
+class ScoreOut(BaseModel):
+    model: str
+    version: str
+    reference: Literal["validation", "training"] | None = Field(
+        description="the names percentiles compare with; null: the model has fewer than 20, or predates references")
+    scores: list[NameScoreOut]
 
 
 class PoemOut(BaseModel):
@@ -52,6 +85,7 @@ class VersionOut(BaseModel):
     layers: int | None = None
     case: str = "fold"
     metrics: dict[str, Any] = {}
+    memorisation_rate: float | None = Field(None, description=MEMORISATION)
 
 
 class ModelOut(BaseModel):
@@ -61,6 +95,7 @@ class ModelOut(BaseModel):
     case: str = Field("fold", description="fold: names learnt in lower case, shown in the "
                                                                 "list's style; keep: case learnt as given")
     builtin: bool
+    memorisation_rate: float | None = Field(None, description=MEMORISATION + " (active version)")
     active_version: str
     versions: list[VersionOut]
 

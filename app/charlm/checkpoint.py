@@ -1,4 +1,5 @@
-"""Model directories: `model.json` (metadata) + `weights.npz` (+ `names.txt` for names models).
+"""Model directories: `model.json` (metadata) + `weights.npz` (+ `names.txt` for names models, and
+`reference.json`, the score reference of `reference.py`, when the model has one).
 
 Writes go to a temporary sibling directory that is renamed into place, so a reader never sees
 half a model; loading checks format version, shapes and vocabulary and never unpickles.
@@ -40,6 +41,7 @@ class TrainedModel:
     names: tuple[str, ...] = ()  # training names of a names model (model form), for --novel
     meta: dict[str, Any] = field(default_factory=dict)  # training options, metrics, data hash
     case: CasePolicy = CasePolicy()
+    reference: dict[str, Any] | None = None  # score reference (reference.py); None in older directories
 
     @property
     def net(self) -> CharModel:
@@ -99,6 +101,8 @@ def save(model: TrainedModel, directory: str | Path) -> Path:
             os.fsync(fh.fileno())
         if model.kind == "names":
             _fsync_write(tmp / "names.txt", "".join(n + "\n" for n in model.names).encode())
+        if model.reference is not None:
+            _fsync_write(tmp / "reference.json", json.dumps(model.reference).encode())
         _fsync_write(tmp / "model.json", json.dumps(_metadata(model), indent=2).encode())
         old = None
         if target.exists():
@@ -159,5 +163,19 @@ def load(directory: str | Path) -> TrainedModel:
     extra = {k: v for k, v in meta.items() if k not in _CONFIG_KEYS}
     for array in params.values():
         array.setflags(write=False)
-    return TrainedModel(meta["kind"], config, vocab, params, names, extra, case)
+    return TrainedModel(meta["kind"], config, vocab, params, names, extra, case, _load_reference(d))
+
+
+def _load_reference(d: Path) -> dict[str, Any] | None:
+    """reference.json if present and well formed (InvalidModel if damaged); None if absent."""
+    path = d / "reference.json"
+    if not path.is_file():
+        return None
+    try:
+        ref = json.loads(path.read_text(encoding="utf-8"))
+        ok = ref["set"] in ("validation", "training") and all(isinstance(v, float | int) for v in ref["nll_per_char"])
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        ok = False
+    _require(ok, d, "reference.json is damaged (expected a set name and a list of numbers)")
+    return dict(ref)
 

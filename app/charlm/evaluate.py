@@ -16,19 +16,25 @@ from .model import CharModel, log_softmax
 from .textnorm import clean_text
 
 
-def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512,
-              poll: Callable[[], None] | None = None) -> tuple[float, int]:
-    """Summed NLL of each name plus its end token, each scored from the start state."""
-    total, count = 0.0, 0
+def names_log_probs(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512,
+                    poll: Callable[[], None] | None = None) -> np.ndarray:
+    """Natural-log probability of each name (N,) plus its end token, each scored from the start state."""
+    out = np.empty(len(encoded), dtype=np.float64)
     for i in range(0, len(encoded), batch):
         if poll is not None:
             poll()  # a caller that wants to stop (a cancelled job) raises from here
         inputs, targets, mask = names_batch(encoded[i : i + batch])
         logits, _, _ = net.forward(params, inputs, net.zero_state(inputs.shape[1]))
         picked = np.take_along_axis(log_softmax(logits), targets[..., None], axis=-1)[..., 0]
-        total -= float(picked[mask].sum(dtype=np.float64))
-        count += int(mask.sum())
-    return total, count
+        out[i : i + batch] = np.where(mask, picked, 0).sum(axis=0, dtype=np.float64)
+    return out
+
+
+def names_nll(net: CharModel, params: Params, encoded: list[np.ndarray], batch: int = 512,
+              poll: Callable[[], None] | None = None) -> tuple[float, int]:
+    """Summed NLL of each name plus its end token, each scored from the start state, and the count
+    of characters scored (end tokens included)."""
+    return -float(names_log_probs(net, params, encoded, batch, poll).sum()), sum(len(e) + 1 for e in encoded)
 
 
 def text_nll(net: CharModel, params: Params, ids: np.ndarray, streams: int = 1, chunk: int = 256,

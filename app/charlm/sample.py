@@ -7,6 +7,21 @@ end token is masked (short names are lengthened rather than discarded, so names 
 limit are a little over-represented compared with exact conditioning). A space never starts or
 ends a name and never follows another (masked: no training name has one there). A prefix is
 used as typed after the text rule of `textnorm` and the model's case rule (`casing`).
+
+Constraints (`suffix`, `contains`, `exclude`) are read with the same rules as the prefix.
+`exclude` masks its characters at every step (like the end-token mask: the model's distribution
+with those characters removed and the rest renormalised). `suffix` and `contains` use a guided
+search, documented at `_generate`: each name meeting the constraint is proposed at a rate exactly
+GUIDE_RATE times its probability under the model (the model's distribution conditioned on the
+constraint), and the other constraint, if both are given, is checked on each name (rejection).
+The returned names deviate only as a set: a name proposed several times is kept once, like
+distinct names drawn by plain rejection, but likely names saturate sooner. A batch's proposals
+are taken in random order, since short names finish first. Measured on a tiny model against
+exhaustive enumeration in tests/test_constraints.py.
+
+Pages: page p of a seed is the p-th run of `count` distinct names drawn with the generator
+seeded (seed, p) (page 1: seed alone, as before pages existed), each run excluding every name of
+the pages before it, so a seed's pages never repeat a name and every page is reproducible.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import numpy as np
 
 from .checkpoint import TrainedModel
 from .errors import InvalidInput, WorkStopped
+from .guide import Guide
 from .model import CharModel, ModelState, Stepper
 from .textnorm import clean_text, collapse_spaces
 from .vocab import describe_chars
@@ -30,11 +46,16 @@ MAX_PROMPT_CHARS = 200
 GREEDY_BELOW = 1e-3  # below this a temperature is its limit 0: a rival a logit 0.02 behind has odds < e^-20
 MAX_ROW_STEPS = 150_000  # work bound of one names request: rows drawn x characters per row (about a second
 # of the shipped 2x256 model on one core, at 1.5 MFLOP per row-step)
+MAX_PAGE_NAMES = 5000  # page x count: pages are recomputed from the first, so this bounds a request's work
+GUIDE_RATE = 32  # suffix/contains search: proposals per unit of probability (see _generate; cost vs saturation)
+_GIVE_UP_ROWS = 2048  # rows without one name meeting suffix/contains: at rate GUIDE_RATE, P(such names) < 2e-5
 _STALE_ROUNDS = 2  # rounds in a row whose finished names were all repeats: the model has no more to give
 _MAX_BATCH = 4096
 
 
 StopCheck = Callable[[], bool]
+NameFilter = Callable[[str], bool]  # True: reject this name (model form), e.g. strict novelty
+MODES = ("sample", "beam")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -59,18 +80,28 @@ def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.rand
     Masked entries are -inf. Logits are shifted so the likeliest is exactly 0 before dividing by
     the temperature, so nothing overflows; greedy settings (see `is_greedy`) take the argmax.
     """
-    z = logits.astype(np.float64)
     if is_greedy(temperature, top_k):
-        return np.asarray(z.argmax(axis=1))
+        return np.asarray(logits.argmax(axis=1))
+    cdf = np.cumsum(_weights(logits, temperature, top_k), axis=1)
+    u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), logits.shape[1] - 1)
+
+
+def _weights(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
+    """Unnormalised sampling weights (B, V) after top-k and temperature; the likeliest weighs 1."""
+    z = logits.astype(np.float64)
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
     z = (z - z.max(axis=1, keepdims=True)) / temperature
     with np.errstate(under="ignore"):
-        p = np.exp(z)
-    cdf = np.cumsum(p, axis=1)
-    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
+        return np.exp(z)
+
+
+def probabilities(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
+    """The distribution `draw` samples from (B, V), rows summing to 1 (not for greedy settings)."""
+    w = _weights(logits, temperature, top_k)
+    return w / w.sum(axis=1, keepdims=True)
 
 
 def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
@@ -84,142 +115,347 @@ def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
     return logits, state
 
 
+def prime_names(model: TrainedModel, step: Stepper, plan: NamePlan,
+                should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
+    """The start of every name of a request: one stream fed the start token and the prefix."""
+    ids = np.concatenate([[0], model.vocab.encode(plan.prefix)])
+    return _prime(model.net, step, model.params["Wy"].dtype, ids, should_stop)
+
+
 def _tile(logits: np.ndarray, state: ModelState, batch: int) -> tuple[np.ndarray, ModelState]:
     """One primed stream as `batch` identical rows."""
     return np.repeat(logits, batch, axis=0), [tuple(np.repeat(a, batch, axis=0) for a in s) for s in state]
 
 
 @dataclass(frozen=True)
+class NamePlan:
+    """Validated options in the model's form: what `_generate` and `beam.best_names` work from."""
+
+    prefix: str
+    suffix: str
+    contains: str
+    banned: frozenset[str]  # characters never drawn (`exclude`)
+    min_length: int
+    max_length: int
+
+    def admits(self, name: str) -> bool:
+        """True when a name (model form, within the length limits) meets the suffix and contains rules."""
+        return name.endswith(self.suffix) and self.contains in name
+
+    def mask(self, model: TrainedModel, logits: np.ndarray, last: np.ndarray, length: int) -> np.ndarray:
+        """A float64 copy of logits (B, V) with what may not come next at `length` characters set to
+        -inf: the end before min_length, a space at the start, after a space or before the end, and
+        the banned characters. `last` (B,) is each row's previous id (0 at the start)."""
+        out = logits.astype(np.float64)
+        if length < max(1, self.min_length):
+            out[:, 0] = -np.inf
+        space = model.vocab.index.get(" ")
+        if space is not None:
+            out[last == space, 0] = -np.inf
+            out[(last == space) | (last == 0), space] = -np.inf
+        banned = [model.vocab.index[c] for c in self.banned if c in model.vocab.index]
+        if banned:
+            out[:, banned] = -np.inf
+        return out
+
+
+def shortest_training_name(model: TrainedModel) -> int:
+    """The default min_length: the shortest training name (1 when the model keeps no names)."""
+    return min((len(n) for n in model.names), default=1)
+
+
+def _merged_length(head: str, tail: str) -> int:
+    """Length of the shortest text that starts with `head` and ends with `tail`."""
+    for overlap in range(min(len(head), len(tail)), -1, -1):
+        if head.endswith(tail[:overlap]):
+            return len(head) + len(tail) - overlap
+    return len(head) + len(tail)  # unreachable: overlap 0 always matches
+
+
+@dataclass(frozen=True)
 class NameOptions:
-    """What a caller may ask of a names model; `check` validates against the model."""
+    """What a caller may ask of a names model; `check` validates against the model.
+
+    `min_length` None means the shortest training name. `novel` drops training names; callers add
+    stricter rules (e.g. Levenshtein distance 1) through `sample_names(..., reject=...)`.
+    """
 
     count: int = 7
     temperature: float = 1.0
     top_k: int | None = None
     seed: int | None = None
     prefix: str = ""
-    min_length: int = 1
+    min_length: int | None = None
     max_length: int = 40
     novel: bool = False
+    suffix: str = ""
+    contains: str = ""
+    exclude: str = ""
+    page: int = 1
+    mode: str = "sample"
 
-    def check(self, model: TrainedModel) -> str:
-        """Validate the options; returns the prefix as the model reads it (cleaned, case per model)."""
+    def _text(self, model: TrainedModel, text: str, what: str) -> str:
+        """A prefix, suffix or contains value as the model reads it (cleaned, case per model)."""
+        value = model.case.model_form(collapse_spaces(clean_text(text, what)))
+        _check("\n" not in value, f"{what} contains a line break, and a name is one line; remove it")
+        bad = model.vocab.unknown(value)
+        _check(not bad, f"{what} has characters the model does not know: {describe_chars(bad)}; "
+                        "use only characters that occur in its training names")
+        return value
+
+    def check(self, model: TrainedModel) -> NamePlan:
+        """Validate the options; returns them in the model's form. Raises InvalidInput with advice."""
         _check(model.kind == "names", "this model generates text, not names; use a names model")
         _check(1 <= self.count <= MAX_COUNT, f"count must be between 1 and {MAX_COUNT}")
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
         _check(self.top_k is None or self.top_k >= 1, "top-k must be at least 1")
         _check(1 <= self.max_length <= MAX_NAME_CHARS, f"max-length must be between 1 and {MAX_NAME_CHARS}")
-        _check(0 <= self.min_length <= self.max_length, "min-length must be between 0 and max-length")
+        min_length = min(shortest_training_name(model), self.max_length) if self.min_length is None \
+            else self.min_length
+        _check(0 <= min_length <= self.max_length, "min-length must be between 0 and max-length")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
-        _check(self.count == 1 or not is_greedy(self.temperature, self.top_k),
+        _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}")
+        _check(self.page >= 1, "page must be at least 1")
+        _check(self.page * self.count <= MAX_PAGE_NAMES,
+               f"page x count must be at most {MAX_PAGE_NAMES}; ask for page {MAX_PAGE_NAMES // self.count} or "
+               "less at this count")
+        _check(self.mode == "sample" or self.page == 1, "page goes with mode sample; beam gives one ranked list, "
+                                                         "so ask for a larger count instead")
+        _check(self.count == 1 or self.mode == "beam" or not is_greedy(self.temperature, self.top_k),
                f"greedy sampling (top-k 1 or a temperature below {GREEDY_BELOW:g}) always gives the same single "
-               "name; ask for count 1, or for several names use the default temperature 1 and no top-k")
-        prefix = model.case.model_form(collapse_spaces(clean_text(self.prefix, "prefix")))
-        _check("\n" not in prefix, "prefix contains a line break, and a name is one line; remove it")
+               "name; ask for count 1, use mode beam for the most likely names, or use the default temperature "
+               "1 and no top-k")
+        prefix = self._text(model, self.prefix, "prefix")
         _check(not prefix.startswith(" "), "prefix starts with a space, and names never do; remove the space")
-        bad = model.vocab.unknown(prefix)
-        _check(not bad, f"prefix has characters the model does not know: {describe_chars(bad)}; "
-                        "use only characters that occur in its training names")
-        shortest = len(prefix) + prefix.endswith(" ")  # a space must be followed by a letter
-        _check(shortest <= MAX_NAME_CHARS, f"prefix is {len(prefix)} characters long; names have at most "
-                                           f"{MAX_NAME_CHARS}, so use a shorter prefix")
-        _check(shortest <= self.max_length, f"prefix {self.prefix!r} needs names of at least {shortest} characters, "
-                                            f"more than max-length {self.max_length}; raise max-length to {shortest}")
-        return prefix
+        suffix = self._text(model, self.suffix, "suffix")
+        _check(not suffix.endswith(" "), "suffix ends with a space, and names never do; remove the space")
+        contains = self._text(model, self.contains, "contains")
+        banned = frozenset(model.case.model_form(clean_text(self.exclude, "exclude")))
+        for what, value in (("prefix", prefix), ("suffix", suffix), ("contains", contains)):
+            clash = banned & set(value)
+            _check(not clash, f"{what} uses {describe_chars(clash)}, which exclude forbids; remove "
+                              f"{'it' if len(clash) == 1 else 'them'} from exclude or from {what}")
+        shortest = max(_merged_length(prefix, suffix), len(contains)) + prefix.endswith(" ")
+        label = " and ".join(w for w, v in (("prefix", prefix), ("suffix", suffix), ("contains", contains)) if v)
+        _check(shortest <= MAX_NAME_CHARS, f"{label} need{'s' * (' ' not in label)} names of {shortest} characters; "
+                                           f"names have at most {MAX_NAME_CHARS}, so use a shorter {label}")
+        _check(shortest <= self.max_length, f"{label} need{'s' * (' ' not in label)} names of at least {shortest} "
+                                            f"characters, more than max-length {self.max_length}; raise max-length "
+                                            f"to {shortest}")
+        return NamePlan(prefix, suffix, contains, banned, min_length, self.max_length)
 
 
-def _generate(model: TrainedModel, step: Stepper, primed: tuple[np.ndarray, ModelState], prefix_ids: np.ndarray,
-              batch: int, opts: NameOptions, rng: np.random.Generator,
+def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
+              opts: NameOptions, rng: np.random.Generator,
               should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
-    """Draw `batch` names continuing the prefix (whose stream `primed` holds). Returns the
-    continuations (ids, prefix excluded) of the rows that ended by themselves within the limits,
-    and the row-steps spent."""
+    """Draw `batch` names continuing the prefix (whose stream `primed` holds, see `prime_names`).
+    Returns the continuations (ids, prefix excluded) of the rows that ended by themselves within
+    the limits, and the row-steps spent.
+
+    With a suffix S or a contains string C (and sampling, not greedy), the rows are a guided
+    search instead. Walks sample the model as usual but are never returned; at every step each
+    walk whose text s could still take the forced string F (S, else C; for C only if s + C holds
+    no earlier C, so each name has one place its first C came from) spawns a probe carrying k
+    copies, k = floor(r) or ceil(r) with mean r = GUIDE_RATE * P(F[0] | s). A probe is forced
+    through the rest of F, its copies thinned at each forced step by a binomial draw with the
+    model's probability of that character. For S the last forced step is the end token and a
+    probe with a copy left returns s + S; for C each surviving copy continues as its own row,
+    drawing freely, and returns its name when it ends (a suffix probe returns its name once per
+    copy left). The expected number of returns of each name n is exactly GUIDE_RATE * P(n): names
+    meeting the constraint are proposed in proportion to their probability. Names whose F overlaps
+    the prefix cannot come from a probe, so walks that produce one return it: those are proposed
+    at 1/GUIDE_RATE of the rate of the others.
+    """
+    prefix_ids = model.vocab.encode(plan.prefix)
     n0 = len(prefix_ids)
-    space = model.vocab.index.get(" ")
+    guide = _guide(model, plan, opts)
     logits, state = _tile(*primed, batch)
     last = np.full(batch, prefix_ids[-1] if n0 else 0)  # 0: the start of the name
-    out = np.zeros((batch, opts.max_length - n0), dtype=np.int64)
-    alive = np.arange(batch)
+    out = np.zeros((batch, plan.max_length - n0), dtype=np.int64)
+    ptr = np.full(batch, _WALK)  # a probe's index of its next forced character in guide.tail, or _WALK/_FREE
+    copies = np.ones(batch, dtype=np.int64)
+    match = np.full(batch, guide.state_after(prefix_ids) if guide and guide.table is not None else 0)
     ended: list[np.ndarray] = []
     work = 0
-    for pos in range(opts.max_length - n0 + 1):
+    for pos in range(plan.max_length - n0 + 1):
         _poll(should_stop)
         length = n0 + pos  # characters so far
-        logits = logits.astype(np.float64)  # a copy we may mask
-        if length < max(1, opts.min_length):
-            logits[:, 0] = -np.inf  # the end token may not come before min_length
-        if space is not None:
-            logits[last == space, 0] = -np.inf
-            logits[(last == space) | (last == 0), space] = -np.inf
-        ids = draw(logits, opts.temperature, opts.top_k, rng)
-        work += len(alive)
-        stop = ids == 0
-        ended.extend(out[r, :pos].copy() for r in alive[stop])
-        keep = ~stop
-        if length == opts.max_length or not keep.any():
+        logits = plan.mask(model, logits, last, length)
+        drawn = ptr < 0
+        ids = np.empty(len(ptr), dtype=np.int64)
+        ids[drawn] = draw(logits[drawn], opts.temperature, opts.top_k, rng)
+        work += len(ptr)
+        if guide is None:
+            returned = ids == 0
+            keep, reps = ~returned, copies
+            parents = spawn = np.empty(0, dtype=np.int64)
+        else:
+            returned, keep, reps, parents, spawn = _guided_step(guide, plan, rng, logits, opts, ids, ptr, copies,
+                                                                match, length, n0)
+        for r in np.flatnonzero(returned):  # once per copy (probes of a suffix may end with several)
+            ended.extend([out[r, :pos].copy()] * int(copies[r]))
+        if length == plan.max_length or not (keep.any() or len(parents)):
             break  # rows still going have hit max_length: they are thrown away
-        alive, ids = alive[keep], ids[keep]
-        out[alive, pos] = ids
+        kept = np.repeat(np.flatnonzero(keep), reps[keep])
+        rows = np.concatenate([kept, parents])
+        first = guide.tail[0] if guide is not None else 0
+        ids = np.concatenate([ids[kept], np.full(len(parents), first)])
+        copies = np.concatenate([np.where(ptr[kept] == _FREE, 1, copies[kept]), spawn])
+        ptr = np.concatenate([ptr[kept], np.ones(len(parents), dtype=np.int64)])
+        match = match[rows]
+        out = out[rows]
+        out[:, pos] = ids
         last = ids
-        state = [tuple(a[keep] for a in s) for s in state]
+        state = [tuple(a[rows] for a in s) for s in state]
         logits, state = step(ids, state)
     return ended, work
 
 
-def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None) -> list[str]:
-    """`count` distinct names (novel ones only if asked), shown in the model's case style.
+_WALK, _FREE = -1, -2  # rows that draw: a walk of the guided search (or any row when unguided); a finishing row
+
+
+def _guide(model: TrainedModel, plan: NamePlan, opts: NameOptions) -> Guide | None:
+    """The guided search's forced string for these options, or None to sample plainly."""
+    if is_greedy(opts.temperature, opts.top_k):
+        return None
+    if plan.suffix:
+        return Guide.for_suffix(model.vocab.encode(plan.suffix))
+    if plan.contains and plan.contains not in plan.prefix:
+        return Guide.for_contains(model.vocab.encode(plan.contains), model.vocab.size)
+    return None
+
+
+def _guided_step(guide: Guide, plan: NamePlan, rng: np.random.Generator, logits: np.ndarray, opts: NameOptions,
+                 ids: np.ndarray, ptr: np.ndarray, copies: np.ndarray, match: np.ndarray, length: int, n0: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step of the guided search (see `_generate`). Updates ids, ptr, copies and match in place
+    for the rows; returns (rows returned now, rows kept, copies each kept row becomes, walks that
+    spawn a probe, the probes' copies)."""
+    p = probabilities(logits, opts.temperature, opts.top_k)
+    walk, free, probe = ptr == _WALK, ptr == _FREE, np.flatnonzero(ptr >= 0)
+    ids[probe] = guide.tail[ptr[probe]]
+    copies[probe] = rng.binomial(copies[probe], p[probe, ids[probe]])
+    can_spawn = walk & (length + guide.chars <= plan.max_length)
+    if guide.early is not None:
+        can_spawn &= ~guide.early[match]
+    rate = GUIDE_RATE * p[can_spawn, guide.tail[0]]
+    k = np.floor(rate).astype(np.int64) + (rng.random(len(rate)) < rate % 1)
+    parents, spawn = np.flatnonzero(can_spawn)[k > 0], k[k > 0]
+    reps = np.ones(len(ptr), dtype=np.int64)
+    m = len(guide.tail)
+    if guide.finish and guide.table is not None:  # contains
+        match[walk] = guide.table[match[walk], ids[walk]]
+        straddles = walk & (match == m) & (length + 1 - m < n0)  # a natural first C that began in the prefix
+        done = (ptr == m - 1) & (copies > 0)  # probes through C: each copy goes on as a row of its own
+        returned = free & (ids == 0)
+        keep = ((free & (ids != 0)) | straddles | ((ptr >= 0) & (copies > 0))
+                | (walk & (ids != 0) & (match < m) & (length + 1 + guide.chars <= plan.max_length)))
+        reps[done] = copies[done]
+        ptr[(ptr >= 0) & ~done] += 1
+        ptr[done | straddles] = _FREE
+    else:  # suffix: walks that end return only a name whose suffix overlaps the prefix
+        overlap = walk & (length - guide.chars < n0) & (length >= guide.chars)
+        returned = (ids == 0) & (copies > 0) & ((ptr >= 0) | overlap)
+        keep = (ids != 0) & (copies > 0) & ((ptr >= 0) | (length + 1 + guide.chars <= plan.max_length))
+        ptr[ptr >= 0] += 1
+    return returned, keep, reps, parents, spawn
+
+
+def is_known(model: TrainedModel, names: list[str]) -> list[bool]:
+    """For each name as shown (display form), whether it is in the model's training list."""
+    training = set(model.names)
+    return [model.case.model_form(n) in training for n in names]
+
+
+def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None,
+                 reject: NameFilter | None = None) -> list[str]:
+    """`count` distinct names (novel ones only if asked) of page `opts.page`, shown in the model's
+    case style. `reject` (model form -> bool) drops more names, e.g. near-copies of training names.
 
     Raises InvalidInput with advice when the work bound (MAX_ROW_STEPS) is spent first, and
     WorkStopped when `should_stop` (asked once per generation step) answers True.
     """
-    prefix = opts.check(model)
-    rng = np.random.default_rng(opts.seed)
-    prefix_ids = model.vocab.encode(prefix)
-    excluded = set(model.names) if opts.novel else set()
-    found: dict[str, None] = {}
+    plan = opts.check(model)
+    _check(opts.mode == "sample", "mode beam is served by beam.most_likely_names")
+    taken: set[str] = set(model.names) if opts.novel else set()
     step = model.net.stepper(model.params)
-    per_row = opts.max_length - len(prefix) + 1  # the most draws one row can take
-    primed = _prime(model.net, step, model.params["Wy"].dtype, np.concatenate([[0], prefix_ids]), should_stop)
-    drawn = ended = work = stale = 0
-    while len(found) < opts.count and stale < _STALE_ROUNDS:
+    budget = [MAX_ROW_STEPS]
+    primed = prime_names(model, step, plan, should_stop)
+    page: list[str] = []
+    for number in range(1, opts.page + 1):
+        seed = opts.seed if number == 1 or opts.seed is None else [opts.seed, number]
+        rng = np.random.default_rng(seed)
+        page = _sample_page(model, step, plan, primed, opts, rng, taken, budget, should_stop, reject)
+        taken.update(page)
+    return [model.case.display(n) for n in page]
+
+
+def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
+                 opts: NameOptions, rng: np.random.Generator, taken: set[str], budget: list[int],
+                 should_stop: StopCheck | None, reject: NameFilter | None) -> list[str]:
+    """`count` distinct names (model form) not in `taken`; `budget` holds the row-steps left."""
+    found: dict[str, None] = {}
+    guided = _guide(model, plan, opts) is not None
+    worst = (plan.max_length - len(plan.prefix) + 1) * (1 + 2 * guided)  # draws one row (and its probes) may take
+    drawn = ended = stale = spent_here = 0
+    hopeless = bool(plan.suffix or plan.contains)  # may give up early: see _GIVE_UP_ROWS
+    while len(found) < opts.count and stale < _STALE_ROUNDS and not (hopeless and ended == 0
+                                                                     and drawn >= _GIVE_UP_ROWS):
         need = opts.count - len(found)
-        share = (ended + 1) / (drawn + 1)  # rows that end within the limits, so far (add-one estimate)
-        batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), (MAX_ROW_STEPS - work) // per_row)
+        share = (ended + 1) / (drawn + 1)  # rows that give an admissible name, so far (add-one estimate)
+        per_row = spent_here / drawn if drawn else worst  # row-steps a row has cost so far
+        batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = _generate(model, step, primed, prefix_ids, batch, opts, rng, should_stop)
-        drawn, ended, work = drawn + batch, ended + len(rows), work + spent
+        rows, spent = _generate(model, step, plan, primed, batch, opts, rng, should_stop)
+        budget[0] -= spent
+        spent_here += spent
+        if guided:  # a batch returns names in order of length: take them in random order
+            rows = [rows[i] for i in rng.permutation(len(rows))]
+        names = [plan.prefix + model.vocab.decode(ids) for ids in rows]
+        admitted = [n for n in names if plan.admits(n)]
+        drawn += batch
+        ended += len(set(admitted)) if guided else len(admitted)  # a probe may return its name several times
         before = len(found)
-        for ids in rows:
-            name = prefix + model.vocab.decode(ids)
-            if name not in excluded and name not in found:
+        for name in admitted:
+            if name not in taken and name not in found and not (reject is not None and reject(name)):
                 found[name] = None
                 if len(found) == opts.count:
                     break
-        stale = stale + 1 if rows and len(found) == before else 0
+        stale = stale + 1 if admitted and len(found) == before else 0
     if len(found) < opts.count:
-        raise InvalidInput(_shortfall(model, opts, prefix, len(found), drawn, ended))
-    return [model.case.display(n) for n in found]
+        raise InvalidInput(_shortfall(model, opts, plan, len(found), drawn, ended))
+    return list(found)
 
 
-def _shortfall(model: TrainedModel, opts: NameOptions, prefix: str, found: int, drawn: int, ended: int) -> str:
+def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: int, drawn: int, ended: int) -> str:
     """Why a names request fell short, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
-    head = f"found only {found} {kind} names of the {opts.count} asked"
+    head = f"found only {found} {kind} names of the {opts.count} asked" + (f" on page {opts.page}" if opts.page > 1
+                                                                          else "")
+    rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
     if is_greedy(opts.temperature, opts.top_k):
-        why = "the training list already has it" if ended else f"it does not end within max-length {opts.max_length}"
+        meet = f" and meet {' and '.join(rules)}" if rules else ""
+        why = ("the training list already has it" if ended
+               else f"it does not end within max-length {opts.max_length}{meet}")
         return (f"{head}: greedy sampling gives one name and {why}; use the default temperature 1 and no top-k"
                 + ("" if ended else ", or raise max-length"))
+    if rules and ended < opts.count:
+        shorter = [f"{what} {value[1:]!r}" if what == "suffix" else f"{what} {value[:-1]!r}"
+                   for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if len(value) > 1]
+        remedy = f"use a shorter {' or '.join(shorter)}, " if shorter else ""
+        return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
+                f"{drawn} tries; {remedy}raise max-length or the temperature, or ask for fewer names")
     if ended < opts.count:
         lengths = sorted(len(n) for n in model.names) or [opts.max_length]
         return (f"{head}: only {ended} of {drawn} drawn names ({ended / max(drawn, 1):.1%}) end by themselves "
                 f"within max-length {opts.max_length}; raise max-length above {opts.max_length} (9 in 10 "
                 f"training names have at most {lengths[int(0.9 * (len(lengths) - 1))]} characters)")
     if found == 0:
-        return (f"{head}: every name that fits the prefix and length limits is in the training list; drop novel, "
-                "or loosen the prefix and length limits")
+        return (f"{head}: every name that fits the prefix, constraints and length limits is in the training list; "
+                "drop novel (or ask novel true instead of strict), or loosen the prefix, constraints and length limits")
     return (f"{head}: at these settings the model keeps repeating {found} names; ask for at most {found}, "
-            "raise the temperature, or loosen the prefix and length limits")
+            "raise the temperature, or loosen the prefix, constraints and length limits")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from .finetune import adopt_base, extend_params, extended_vocab
 from .layers import ARCHS, Params
 from .model import CharModel, ModelConfig, ModelState, cross_entropy
 from .optim import Adam, clip_global_norm, cosine_lr
+from .reference import with_records
 from .textnorm import clean_text, sha256_text
 from .vocab import Vocab
 
@@ -532,7 +533,9 @@ def train(
         "history": history,
         "data_sha256": sha256_text(raw_text),
     }
-    return TrainedModel(cfg.kind, run.net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    model = TrainedModel(cfg.kind, run.net.config, prep.vocab, best, tuple(prep.names), meta, prep.case)
+    validation = [prep.vocab.decode(e) for e in prep.val_data] if names_model and prep.val_data is not None else []
+    return with_records(model, validation)
 
 
 def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock: Clock,

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
@@ -21,6 +22,29 @@ BUSY: dict[int | str, dict[str, object]] = {
     429: {"description": "too many sampling requests at once (see Retry-After)"},
     422: {"description": "invalid options, or more sampling than one request may do"},
 }
+
+
+RAW_QUERY_KEYS = "dino.query_keys"  # scope key: the query's keys before blank values were dropped
+
+
+def _known_query(request: Request) -> None:
+    """422 naming every query parameter the route does not declare (a typo must not be ignored)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in dependant.query_params}
+    for dep in dependant.dependencies:
+        known |= {p.alias for p in dep.query_params}
+    keys = request.scope.get(RAW_QUERY_KEYS, list(request.query_params.keys()))
+    unknown = [k for k in dict.fromkeys(keys) if k not in known]
+    if unknown:
+        message = f"unknown query parameter (known: {', '.join(sorted(known))})"
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", k), "msg": message,
+                                       "input": request.query_params.get(k)} for k in unknown])
+
+
+STRICT_QUERY = Depends(_known_query)
 
 
 def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:

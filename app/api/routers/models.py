@@ -21,19 +21,21 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
         active = store.active_version(name)
     except ModelNotFound:
         return None
-    versions, kind, arch, case = [], "", "", "fold"
+    versions, kind, arch, case, memorised = [], "", "", "fold", None
     for version in store.versions(name):
         try:
             meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
         except (OSError, ValueError, ModelNotFound):
             continue
         version_case = meta.get("case", "fold")  # format 1 models fold case
+        rate = meta.get("memorisation_rate")
         if version == active:
-            kind, arch, case = meta.get("kind", ""), meta.get("arch", ""), version_case
+            kind, arch, case, memorised = meta.get("kind", ""), meta.get("arch", ""), version_case, rate
         versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
-                                   layers=meta.get("layers"), case=version_case, metrics=meta.get("metrics", {})))
+                                   layers=meta.get("layers"), case=version_case, metrics=meta.get("metrics", {}),
+                                   memorisation_rate=rate))
     return ModelOut(name=name, kind=kind, arch=arch, case=case, builtin=store.is_builtin(name),
-                    active_version=active, versions=versions)
+                    memorisation_rate=memorised, active_version=active, versions=versions)
 
 
 @router.get("", response_model=list[ModelOut])

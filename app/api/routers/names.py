@@ -1,22 +1,24 @@
-"""GET /names: distinct names from a names model, sampled in one batch (in a thread, under the gate)."""
+"""GET /names: distinct names from a names model, sampled (or ranked, mode=beam) in a thread under the gate."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, NameOptions, sample_names
+from app.charlm.beam import most_likely_names
+from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_PAGE_NAMES, NameOptions, is_known, sample_names
+from app.novelty import novelty
 
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import NamesOut
-from .common import BUSY, MODEL_NAME, SEED, TEMPERATURE, TOP_K, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, user_errors
 
 router = APIRouter(tags=["names"])
 
 
-@router.get("/names", response_model=NamesOut, responses=BUSY)
+@router.get("/names", response_model=NamesOut, responses=BUSY, dependencies=[STRICT_QUERY])
 async def get_names(
     request: Request,
     services: ServicesDep,
@@ -26,18 +28,34 @@ async def get_names(
     top_k: TOP_K = None,
     seed: SEED = None,
     prefix: Annotated[str, Query(max_length=MAX_NAME_CHARS - 1, description="every name starts so")] = "",
-    min_length: Annotated[int, Query(ge=0, le=MAX_NAME_CHARS)] = 1,
+    suffix: Annotated[str, Query(max_length=MAX_NAME_CHARS, description="every name ends so")] = "",
+    contains: Annotated[str, Query(max_length=MAX_NAME_CHARS, description="every name contains this")] = "",
+    exclude: Annotated[str, Query(max_length=200, description="characters never used")] = "",
+    min_length: Annotated[int | None, Query(ge=0, le=MAX_NAME_CHARS,
+                                            description="default: the shortest training name")] = None,
     max_length: Annotated[int, Query(ge=1, le=MAX_NAME_CHARS)] = 40,
-    novel: Annotated[bool, Query(description="only names absent from the training list")] = False,
+    novel: Annotated[Literal["false", "true", "strict"], Query(
+        description="true: no training names; strict: nor any within Levenshtein distance 1 of one")] = "false",
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE_NAMES, description=f"page x count <= {MAX_PAGE_NAMES}; with a "
+                               "seed, the pages never repeat a name")] = 1,
+    mode: Annotated[Literal["sample", "beam"], Query(
+        description="beam: the count most probable names, with log_probs (temperature 1)")] = "sample",
 ) -> NamesOut:
-    opts = NameOptions(count=count, temperature=temperature, top_k=top_k, seed=seed, prefix=prefix,
-                       min_length=min_length, max_length=max_length, novel=novel)
-
-    def work(should_stop: StopCheck) -> tuple[list[str], str]:
+    def work(should_stop: StopCheck) -> NamesOut:
         loaded, version = load_model(services, model)  # may read a model from disk: off the event loop too
+        exclude_training, reject = novelty(loaded, novel)
+        opts = NameOptions(count=count, temperature=temperature, top_k=top_k, seed=seed, prefix=prefix,
+                           min_length=min_length, max_length=max_length, novel=exclude_training, suffix=suffix,
+                           contains=contains, exclude=exclude, page=page, mode=mode)
         with user_errors():
-            return sample_names(loaded, opts, should_stop), version
+            if mode == "beam":
+                ranked = most_likely_names(loaded, opts, should_stop, reject)
+                names, log_probs = [n for n, _ in ranked], [lp for _, lp in ranked]
+            else:
+                names, log_probs = sample_names(loaded, opts, should_stop, reject), None
+        return NamesOut(model=model, version=version, names=names, known=is_known(loaded, names),
+                        log_probs=log_probs)
 
-    names, version = await services.gate.run(request, work)
-    services.metrics.names.labels(model).inc(len(names))
-    return NamesOut(model=model, version=version, names=names)
+    out = await services.gate.run(request, work)
+    services.metrics.names.labels(model).inc(len(out.names))
+    return out

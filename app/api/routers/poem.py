@@ -11,12 +11,12 @@ from app.charlm.sample import MAX_POEM_CHARS, MAX_PROMPT_CHARS, PoemOptions, con
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import PoemOut
-from .common import BUSY, MODEL_NAME, SEED, TEMPERATURE, TOP_K, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, user_errors
 
 router = APIRouter(tags=["poem"])
 
 
-@router.get("/poem", response_model=PoemOut, responses=BUSY)
+@router.get("/poem", response_model=PoemOut, responses=BUSY, dependencies=[STRICT_QUERY])
 async def get_poem(
     request: Request,
     services: ServicesDep,

@@ -1,0 +1,127 @@
+"""The sampling engine through HTTP and the CLI: constraints, strict parameters, known flags,
+the default min_length, scores, beam, pages and the memorisation rate (shipped dinos model)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.charlm.evaluate import evaluate
+from app.charlm.store import ModelStore
+
+from .test_api import make_client
+from .test_cli import assert_clean_error, run
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with make_client(tmp_path_factory.mktemp("engine")) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def training() -> set[str]:
+    return set(ModelStore().load("dinos").names)
+
+
+def test_constraints_hold_and_known_flags_are_true_exactly_for_training_names(client: TestClient,
+                                                                              training: set[str]) -> None:
+    r = client.get("/names", params={"count": 30, "seed": 3, "suffix": "raptor", "exclude": "q", "contains": "o"})
+    body = r.json()
+    assert r.status_code == 200, body
+    assert all(n.lower().endswith("raptor") and "o" in n.lower() and "q" not in n.lower() for n in body["names"])
+    assert body["known"] == [n.lower() in training for n in body["names"]]
+    assert any(body["known"]) and not all(body["known"])  # both kinds occur at this size
+    assert body["log_probs"] is None
+
+
+@pytest.mark.parametrize("path, params", [("/names", {"suffx": "saurus", "count": 2}), ("/poem", {"lenght": 5})])
+def test_unknown_query_parameters_are_named(client: TestClient, path: str, params: dict[str, object]) -> None:
+    r = client.get(path, params=params)
+    typo = next(k for k in params if k not in ("count",))
+    assert r.status_code == 422 and typo in r.json()["detail"] and "unknown query parameter" in r.json()["detail"]
+    blank = client.get(f"{path}?{typo}=")  # a blank value is still an unknown name
+    assert blank.status_code == 422 and typo in blank.json()["detail"]
+
+
+def test_default_min_length_is_the_shortest_training_name(client: TestClient, training: set[str]) -> None:
+    shortest = min(len(n) for n in training)
+    names = client.get("/names", params={"count": 300, "seed": 0, "temperature": 2.0}).json()["names"]
+    assert min(len(n) for n in names) >= shortest
+
+
+def test_score_matches_eval_and_reports_its_reference(client: TestClient, tmp_path: Path) -> None:
+    r = client.post("/score", json={"model": "dinos", "names": ["Zorbasaurus", "Tyrannosaurus", "Xqzzq"]})
+    body = r.json()
+    assert r.status_code == 200 and body["reference"] == "validation" and body["version"] == "builtin"
+    model = ModelStore().load("dinos")
+    for s in body["scores"]:
+        (tmp_path / "one.txt").write_text(s["name"] + "\n")
+        one = evaluate(model, (tmp_path / "one.txt").read_text())
+        assert s["nll_per_char"] == pytest.approx(one.nll_per_char, abs=1e-6)
+        assert s["log_prob"] == pytest.approx(-one.nll_per_char * one.chars, abs=1e-5)
+    pct = {s["name"]: s["percentile"] for s in body["scores"]}
+    assert pct["Tyrannosaurus"] > pct["Zorbasaurus"] > pct["Xqzzq"] == 0.0
+    bad = client.post("/score", json={"names": ["Caf\u00e9"]})
+    assert bad.status_code == 422 and "'\u00e9'" in bad.json()["detail"]
+    extra = client.post("/score", json={"names": ["a"], "modle": "x"})
+    assert extra.status_code == 422 and "modle" in extra.json()["detail"]
+    assert client.post("/score", json={"names": []}).status_code == 422
+
+
+def test_beam_log_probs_equal_scores_and_are_descending(client: TestClient) -> None:
+    body = client.get("/names", params={"mode": "beam", "count": 5, "suffix": "saurus"}).json()
+    assert body["names"] and body["log_probs"] == sorted(body["log_probs"], reverse=True)
+    scores = client.post("/score", json={"names": body["names"]}).json()["scores"]
+    assert [s["log_prob"] for s in scores] == pytest.approx(body["log_probs"], abs=1e-4)
+    assert client.get("/names", params={"mode": "beam", "count": 5, "suffix": "saurus"}).json() == body
+
+
+def test_pages_of_a_seed(client: TestClient) -> None:
+    pages = [client.get("/names", params={"seed": 9, "count": 20, "page": p}).json()["names"] for p in (1, 2, 3)]
+    assert len({n for page in pages for n in page}) == 60
+    assert client.get("/names", params={"seed": 9, "count": 20, "page": 2}).json()["names"] == pages[1]
+    r = client.get("/names", params={"count": 1000, "page": 6})
+    assert r.status_code == 422 and "page x count" in r.json()["detail"]
+
+
+def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> None:
+    r = client.get("/names", params={"count": 20, "seed": 1, "novel": "strict"})
+    assert r.status_code == 200 and not any(r.json()["known"])
+    r = client.get("/names", params={"count": 5, "suffix": "saurus", "exclude": "s"})
+    assert r.status_code == 422 and "exclude forbids" in r.json()["detail"]
+    r = client.get("/names", params={"count": 5, "suffix": "qxqxq"})
+    assert r.status_code == 422 and "shorter suffix" in r.json()["detail"]
+
+
+def test_models_report_memorisation_rate(client: TestClient) -> None:
+    dinos = client.get("/models/dinos").json()
+    assert "memorisation_rate" in dinos and dinos["memorisation_rate"] is None  # shipped before it was recorded
+
+
+def test_cli_sample_flags_and_score(tmp_path: Path) -> None:
+    proc = run("sample", "--count", "5", "--seed", "2", "--suffix", "raptor", "--novel=strict", "--page", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.split()) == 5 and all(n.endswith("raptor") for n in proc.stdout.split())
+    proc = run("sample", "--mode", "beam", "--count", "3")
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert proc.returncode == 0 and len(rows) == 3
+    proc = run("score", "--model", "dinos", "Tyrannosaurus", "Zorbasaurus")
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [s["name"] for s in lines] == ["Tyrannosaurus", "Zorbasaurus"] and lines[0]["reference"] == "validation"
+    beam_lp = float(rows[0][1])
+    first = json.loads(run("score", rows[0][0]).stdout)
+    assert first["log_prob"] == pytest.approx(beam_lp, abs=1e-3)  # printed to 4 decimals
+    assert_clean_error(run("score", "Caf\u00e9"), "'\u00e9'")
+    assert_clean_error(run("sample", "--suffix", "raptor", "--exclude", "r"), "exclude forbids")
+
+
+def test_training_stores_reference_and_memorisation(tiny_names_model) -> None:  # type: ignore[no-untyped-def]
+    ref = tiny_names_model.reference
+    assert ref["set"] == "validation" and ref["names"] == tiny_names_model.meta["metrics"]["val_items"]
+    rate = tiny_names_model.meta["memorisation_rate"]
+    assert 0 <= rate <= 1
