@@ -12,15 +12,12 @@ status counts, how many slow connections the server closed, and the machine.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import time
 from collections import Counter
 
 import httpx
 import numpy as np
-from _common import serving
-from threadpoolctl import threadpool_info
+from _common import machine, serving
 
 PHASE_SECONDS = 8.0
 HEAVY_CLIENTS = 16
@@ -28,13 +25,6 @@ SLOW_CLIENTS = 300
 TOKEN = "abuse-bench"
 LIMITS = {"DINO_HEADER_TIMEOUT": "4", "DINO_BODY_TIMEOUT": "4"}  # shorter than the defaults, to fit a phase
 HEAVY_PATHS = ("/names?count=1000&min_length=100&max_length=100", "/poem?length=2000")
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor() or "unknown CPU")
-    blas = ", ".join(f"{i['internal_api']} {i['version']} ({i['num_threads']} threads)" for i in threadpool_info())
-    return f"{cpu}; {os.cpu_count()} cores; BLAS: {blas or 'none found'}; Python {platform.python_version()}"
 
 
 async def probe(url: str, path: str, seconds: float) -> np.ndarray:

@@ -22,11 +22,11 @@ from app.charlm.data import check_names, model_names
 from app.charlm.evaluate import evaluate
 from app.charlm.train import Progress, TrainConfig, train
 
-LISTS = {  # file in data/lists: epochs (None: the CLI default)
+LISTS = {  # file in data/lists: epochs (None: the size-aware default of the CLI)
     "cat-names.txt": None,
     "pokemon-en.txt": None,
     "towns-fr.txt": None,
-    "surnames-us-census.txt": 3,
+    "surnames-us-census.txt": None,
 }
 
 
