@@ -386,8 +386,9 @@ def _measure(run: _Run, prep: _Prepared, validate: Callable[[Params, Any], float
     training does not depend on the measurement.
     """
     copies = {k: v.copy() for k, v in run.params.items()}
+    ema = None if run.ema_params is None else {k: v.copy() for k, v in run.ema_params.items()}  # its update
     probe = replace(run, params=copies, opt=Adam(copies), rng=np.random.default_rng(run.cfg.seed + 1),
-                    ema_params=None, epoch_state=None)
+                    ema_params=ema, epoch_state=None)  # costs time on every step too
     least, most, seconds = _CALIBRATION
     durations: list[float] = []
     losses: Iterator[float] = iter(())
