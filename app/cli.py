@@ -152,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                 model = train(text, config, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received),
                               checkpoint_dir=out, base=base)
         except TrainingCancelled:
-            again = f": continue with python -m app train --resume {out}" if out else ""
+            again = f": continue with python -m app train --resume {out}" if out and resume_file.exists(out) else ""
             raise TrainingCancelled(f"interrupted{again}") from None
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     if args.name is None:

@@ -50,17 +50,19 @@ def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-@pytest.mark.parametrize(("text", "config", "steps"), [
-    (NAMES, NAMES_CONFIG, 3),  # mid-epoch (7 steps per epoch: 190 training names / 32)
-    (NAMES, NAMES_CONFIG, 7),  # right at the end of the first epoch, before its validation
-    (SONNETS.read_text()[:3000], TEXT_CONFIG, 40),  # text: the carried state mid-epoch
-    ("\n".join(parse_names(DINOS.read_text())[:12]), TrainConfig(seed=3), 5),  # the small-list rule, cross-validated
+@pytest.mark.parametrize(("text", "config", "steps", "asked_before"), [
+    (NAMES, NAMES_CONFIG, 3, 0),  # mid-epoch (7 steps per epoch: 190 training names / 32)
+    (NAMES, NAMES_CONFIG, 7, 0),  # right at the end of the first epoch, before its validation
+    (SONNETS.read_text()[:3000], TEXT_CONFIG, 40, 0),  # text: the carried state mid-epoch
+    # The small-list rule, cross-validated first: 4 folds x 60 epochs x 1 step (9 names, batch 16),
+    # each step asking whether to stop, before the run's own steps.
+    ("\n".join(parse_names(DINOS.read_text())[:12]), TrainConfig(seed=3), 5, 4 * 60 * 1),
 ])
 def test_interrupted_and_resumed_run_ends_with_identical_weights(
-        tmp_path: Path, text: str, config: TrainConfig, steps: int) -> None:
+        tmp_path: Path, text: str, config: TrainConfig, steps: int, asked_before: int) -> None:
     whole = train(text, config)
     with pytest.raises(TrainingCancelled):
-        train(text, config, should_stop=stop_after(steps), checkpoint_dir=tmp_path)
+        train(text, config, should_stop=stop_after(asked_before + steps), checkpoint_dir=tmp_path)
     snap = resume_file.read(tmp_path)
     assert snap.meta["steps_done"] == steps
     resumed = resume(tmp_path)

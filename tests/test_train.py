@@ -238,3 +238,18 @@ def test_a_deadline_stops_without_changing_the_schedule(monkeypatch: pytest.Monk
     options = stopped.meta["training"]["options"]
     assert options["epochs"] == 10_000 and options["time_budget"] is None  # the schedule is the epochs'
     assert scored[-1] <= train_module.QUICK_VALIDATION["names"] < stopped.meta["metrics"]["val_items"]
+
+
+def test_a_cross_validated_small_list_states_its_plan_before_the_folds() -> None:
+    reports: list[Progress] = []
+    twelve = "\n".join(parse_names(DINOS.read_text())[:12])
+    train(twelve, TrainConfig(seed=3), on_progress=reports.append, report_every=0.0)
+    # 12 names, no validation: 4 folds of 9 training names (one batch of 16) for a 60-epoch
+    # schedule, 4 x 60 = 240 steps, then the final run counted at half the schedule: 30 steps.
+    plan = reports[0]
+    assert (plan.event, plan.step, plan.steps) == ("plan", 0, 240 + 30) and (plan.eta_seconds or 0) > 0
+    during = [r for r in reports if r.event == "step" and r.step <= 240]
+    assert len(during) >= 200 and all(r.eta_seconds is not None for r in during)  # progress during the folds
+    finals = [r for r in reports if r.event == "plan"][1:]
+    assert len(finals) == 1 and finals[0].step == 240  # the run's own plan continues the count
+    assert reports[-1].fraction == 1.0 and reports[-1].step == reports[-1].steps

@@ -223,6 +223,7 @@ class _Run:
     # offset and carried state); None between epochs. An epoch function resumes from it.
     epoch_state: dict[str, np.ndarray] | None = None
     deadline: float | None = None  # a hard stop in seconds that leaves the schedule alone (a service's cap)
+    steps_before: int = 0  # cross-validation steps (small lists) reported before the run's own
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -444,15 +445,18 @@ def train(
     vocab_base = Vocab(tuple(snapshot.meta["vocab"])) if snapshot is not None else base.vocab if base else None
     prep = _prepare(raw_text, config, val_text, rng, vocab_base)
     cfg = prep.cfg
+    steps_before = 0  # cross-validation steps reported before the run's own (small lists)
     if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
             and len(prep.names) < SMALL_LIST and prep.val_data is None):
-        cfg = replace(cfg, epochs=_cross_validate(cfg, prep, clock, base), schedule_epochs=cfg.epochs)
+        chosen, steps_before = _reported_cross_validation(cfg, prep, clock, base, on_progress, should_stop,
+                                                          report_every)
+        cfg = replace(cfg, epochs=chosen, schedule_epochs=cfg.epochs)
     measured = None
     if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
             and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
         cfg, measured = _size_for_budget(cfg, prep, clock)
     run = _new_run(cfg, prep, rng, clock, base)
-    run.deadline = deadline
+    run.deadline, run.steps_before = deadline, steps_before
     limit = None if cfg.time_budget is None and deadline is None else min(cfg.time_budget or math.inf,
                                                                            deadline or math.inf)
     if snapshot is not None:
@@ -478,9 +482,10 @@ def train(
                                    None if limit is None else limit - elapsed)
         else:
             eta = eta_seconds(elapsed, run.steps_done, steps, limit)
-        fraction = max(run.steps_done / steps if steps else 0.0, elapsed / cfg.time_budget if cfg.time_budget else 0.0)
+        done, total = run.steps_before + run.steps_done, None if steps is None else run.steps_before + steps
+        fraction = max(done / total if total else 0.0, elapsed / cfg.time_budget if cfg.time_budget else 0.0)
         losses = run.losses
-        p = Progress(event, run.epoch, epochs, run.steps_done, steps, float(np.mean(losses)) if losses else None,
+        p = Progress(event, run.epoch, epochs, done, total, float(np.mean(losses)) if losses else None,
                      val, run.best_val, elapsed, run.chars_seen / max(elapsed, 1e-9), min(1.0, fraction), eta)
         if on_progress is not None:
             on_progress(p)
@@ -569,7 +574,48 @@ def _validator(cfg: TrainConfig, net: CharModel) -> Validator:
     return validate
 
 
-def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None) -> int:
+def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
+                               on_progress: ProgressCallback | None, should_stop: StopCheck | None,
+                               report_every: float) -> tuple[int, int]:
+    """`_cross_validate` with a plan before it and progress during it, as training reports them.
+
+    The plan covers the folds and the final run, counted at half the schedule (where the chosen
+    stop falls in the middle of its range: 13 to 55 of 60 epochs on the lists measured); returns
+    the chosen epochs and the steps the folds took. Measured on throw-away weights, like `_measure`.
+    """
+    probe = _new_run(cfg, prep, np.random.default_rng([cfg.seed, 3]), clock, base)
+    step_seconds, _ = _measure(probe, prep, _validator(cfg, probe.net))
+    k, n, schedule = min(CV_FOLDS, len(prep.train_data)), len(prep.train_data), int(cfg.epochs or 0)
+    fold_steps = k * schedule * -(-(n - n // k) // int(cfg.batch_size or 1))
+    total = fold_steps + schedule // 2 * prep.steps_per_epoch
+    start = clock()
+    names_nll(probe.net, probe.params, prep.train_data[:64])
+    fold_val_seconds = (clock() - start) * (n / k) / min(n, 64)
+    started = last = clock()
+    done = 0
+
+    def emit(event: str, eta: float | None) -> None:
+        if on_progress is not None:
+            elapsed = clock() - started
+            on_progress(Progress(event, 0, schedule, done, total, None, None, None, elapsed, 0.0,
+                                 min(1.0, done / total), eta))  # epoch 0 of the schedule: the folds come first
+
+    emit("plan", expected_seconds(step_seconds, total, fold_val_seconds, k * schedule, None))
+
+    def tick() -> None:
+        nonlocal done, last
+        done += 1
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled("training was cancelled")
+        if clock() - last >= report_every:
+            last = clock()
+            emit("step", eta_seconds(last - started, done, total, None))
+
+    return _cross_validate(cfg, prep, clock, base, tick), done
+
+
+def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
+                    tick: Callable[[], None] | None = None) -> int:
     """The number of epochs (of a `cfg.epochs`-long schedule) after which weights trained on
     (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds.
 
@@ -587,7 +633,8 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
         run = _new_run(cfg, fold, np.random.default_rng([cfg.seed, 2, f]), clock, base)
         for epoch in range(len(nll)):
             for _ in prep.epoch_fn(run, kept, epoch):
-                pass
+                if tick is not None:
+                    tick()
             run.epoch_state = None
             total, _count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
             nll[epoch] += total
@@ -641,7 +688,8 @@ def _capture(run: _Run, vocab: Vocab, raw_text: str, val_text: str | None) -> re
     """Everything `_restore` needs to put `run` back where it is now (between two steps)."""
     meta = {"options": asdict(run.cfg), "vocab": list(vocab.chars), "rng": run.rng.bit_generator.state,
             "adam_t": run.opt.t, "steps_done": run.steps_done, "chars_seen": run.chars_seen, "epoch": run.epoch,
-            "losses": run.losses, "history": run.history, "best_val": run.best_val, "elapsed": run.elapsed()}
+            "losses": run.losses, "history": run.history, "best_val": run.best_val, "elapsed": run.elapsed(),
+            "steps_before": run.steps_before}
     arrays = {**_group("params", run.params), **_group("m", run.opt.m), **_group("v", run.opt.v),
               **_group("ema", run.ema_params), **_group("best", run.best_params), **_group("epoch", run.epoch_state)}
     return resume_file.Snapshot(meta, arrays, raw_text, val_text)
@@ -665,5 +713,6 @@ def _restore(run: _Run, snap: resume_file.Snapshot) -> None:
     run.best_val = m["best_val"]
     run.rng.bit_generator.state = m["rng"]
     run.steps_done, run.chars_seen, run.epoch = int(m["steps_done"]), int(m["chars_seen"]), int(m["epoch"])
+    run.steps_before = int(m.get("steps_before", 0))
     run.losses, run.history = list(m["losses"]), list(m["history"])
     run.epoch_state = snap.group("epoch") or None
