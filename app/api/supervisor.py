@@ -31,7 +31,9 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
            "--builtin", str(settings.builtin_dir), "--parent", str(os.getpid()),
            "--max-job-seconds", str(settings.max_job_seconds),
            "--log-max-bytes", str(settings.log_max_bytes), "--log-backups", str(settings.log_backups)]
-    return subprocess.Popen(cmd, env={**os.environ, **WORKER_ENV}, stdout=subprocess.DEVNULL)
+    # A session of its own: Ctrl+C at the terminal reaches only the service, which stops the
+    # worker with SIGTERM (its job is re-queued), never a worker still importing its modules.
+    return subprocess.Popen(cmd, env={**os.environ, **WORKER_ENV}, stdout=subprocess.DEVNULL, start_new_session=True)
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
