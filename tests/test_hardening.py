@@ -381,3 +381,14 @@ def test_a_long_loss_history_is_thinned_to_a_bounded_size(tmp_path: Path) -> Non
     assert kept == list(range(1, 1001, 6)) + [1000] and len(kept) <= 200
     jobs.report(job["id"], 0.5, 3, history[:3], None)
     assert [h["epoch"] for h in jobs.get(job["id"])["history"]] == [1, 2, 3]
+
+
+def test_a_refused_upload_ends_its_connection(tmp_path: Path) -> None:
+    with TestClient(_open_app(tmp_path), client=("127.0.0.1", 50000), base_url="http://127.0.0.1:8000") as c:
+        malformed = c.post("/train", content=b"--x\r\nnot a part",
+                           headers={"Content-Type": "multipart/form-data; boundary=x"})
+        builtin = upload(c, name="dinos")
+        reads = c.get("/names?count=0")  # a refused read needs no such thing
+    assert malformed.status_code == 400 and malformed.headers["connection"] == "close"
+    assert builtin.status_code == 409 and builtin.headers["connection"] == "close"
+    assert reads.status_code == 422 and "connection" not in reads.headers

@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app import __version__
@@ -88,6 +90,15 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         """The body limit and the upload check both end here: one message, and stop the sender."""
         return JSONResponse({"detail": f"upload is larger than {settings.max_upload_bytes} bytes"},
                             status_code=413, headers=CLOSE)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refused(request: Request, exc: StarletteHTTPException) -> Response:
+        """FastAPI's own answer, but a refused upload also ends its connection: whatever is left of
+        its body (a malformed multipart, a refused name) is not worth receiving."""
+        response = await http_exception_handler(request, exc)
+        if request.method == "POST" and 400 <= exc.status_code < 500:
+            response.headers.update(CLOSE)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
