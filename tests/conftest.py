@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.train import TrainConfig, train
@@ -35,3 +37,12 @@ def tiny_multiword_model() -> TrainedModel:
     """A small LSTM on Star Wars character names: two words, inner capitals, so case is kept."""
     config = TrainConfig(kind="names", hidden=32, layers=1, epochs=6, batch_size=16, seed=3)
     return train((FIXTURES / "starwars-characters.txt").read_text(encoding="utf-8"), config)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    """The app with a token and no worker, on an empty store (see tests/test_api.py: make_client)."""
+    from .test_api import make_client
+
+    with make_client(tmp_path) as c:
+        yield c

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,6 @@ NAMES_FILE = "\n".join(["Aurora", "Borealis", "Cassia", "Delphine", "Elowen", "F
 def make_client(tmp_path: Path, **overrides: object) -> TestClient:
     settings = Settings(store_dir=tmp_path / "store", admin_token=TOKEN, start_worker=False, **overrides)
     return TestClient(create_app(settings))
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(tmp_path) as c:
-        yield c
 
 
 def upload(client: TestClient, content: bytes | str = NAMES_FILE, name: str = "heroines",

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,12 +39,6 @@ from .conftest import ROOT
 from .test_api import AUTH, NAMES_FILE, make_client, upload
 
 HEAVY_NAMES = {"count": 1000, "min_length": 100, "max_length": 100}  # seconds of sampling (7 s on 2 cores)
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with make_client(tmp_path) as c:
-        yield c
 
 
 def sha256(text: str) -> str:

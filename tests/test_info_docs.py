@@ -14,7 +14,7 @@ from app.api.settings import Settings
 from app.charlm.store import BUILTIN_DIR
 
 from .conftest import ROOT
-from .test_api import NAMES_FILE, client, make_client, upload  # noqa: F401  (client is a fixture)
+from .test_api import NAMES_FILE, make_client, upload
 
 
 def dir_bytes(path: Path) -> int:

@@ -11,7 +11,6 @@ model, optimiser, schedule, validation, time budget, checkpoint contents — is 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -234,9 +233,14 @@ class _Run:
             return max(by_epochs, self.elapsed() / self.cfg.time_budget)
         return by_epochs
 
+    @property
+    def limit(self) -> float | None:
+        """Seconds after which the run stops: the time budget or the deadline, whichever comes first."""
+        limits = [x for x in (self.cfg.time_budget, self.deadline) if x is not None]
+        return min(limits) if limits else None
+
     def out_of_time(self) -> bool:
-        budget, deadline = self.cfg.time_budget, self.deadline
-        return any(limit is not None and self.elapsed() >= limit for limit in (budget, deadline))
+        return self.limit is not None and self.elapsed() >= self.limit
 
     def update(self, inputs: np.ndarray, targets: np.ndarray, mask: np.ndarray | None,
                state: ModelState, epoch_pos: float) -> tuple[float, ModelState]:
@@ -457,8 +461,7 @@ def train(
         cfg, measured = _size_for_budget(cfg, prep, clock)
     run = _new_run(cfg, prep, rng, clock, base)
     run.deadline, run.steps_before = deadline, steps_before
-    limit = None if cfg.time_budget is None and deadline is None else min(cfg.time_budget or math.inf,
-                                                                           deadline or math.inf)
+    limit = run.limit
     if snapshot is not None:
         _restore(run, snapshot)
     validate = _validator(cfg, run.net)
@@ -511,8 +514,9 @@ def train(
             if clock() - last_report >= report_every:
                 last_report = clock()
                 report("step", None)
-        val_data = prep.val_data[: QUICK_VALIDATION[cfg.kind]] if run.out_of_time() and prep.val_data is not None \
-            else prep.val_data
+        val_data = prep.val_data
+        if val_data is not None and run.out_of_time():
+            val_data = val_data[: QUICK_VALIDATION[cfg.kind]]
         scores = [(validate(p, val_data, stop_if_asked) if val_data is not None else None, p) for p in run.candidates]
         for score, candidate in scores:
             run.consider(score, candidate)
@@ -524,11 +528,10 @@ def train(
         last_report = clock()
 
     best = run.best_params if run.best_params is not None else run.candidates[0]
-    options = {k: v for k, v in asdict(cfg).items()}
     names_model = cfg.kind == "names"
     history = run.history
     meta = {
-        "training": {"options": options, "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
+        "training": {"options": asdict(cfg), "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
                      "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2)},
         "metrics": {
             "val_nll_per_char": run.best_val,

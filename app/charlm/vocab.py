@@ -10,6 +10,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import InvalidInput
+from .textnorm import describe_char
 
 BOUNDARY = "\n"
 
@@ -25,8 +26,8 @@ _PLAIN = str.maketrans(
 
 
 def describe_chars(chars: Iterable[str]) -> str:
-    """Render characters for an error message, e.g. `'é', '\\x00'`."""
-    return ", ".join(repr(c) for c in sorted(set(chars)))
+    """Render characters for an error message, e.g. `'é', U+0007` (textnorm's rule for each)."""
+    return ", ".join(describe_char(c) for c in sorted(set(chars)))
 
 
 @dataclass(frozen=True)
