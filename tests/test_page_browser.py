@@ -112,6 +112,12 @@ def test_errors_are_in_plain_words_next_to_the_control(page: Any, shots: Path, t
     assert page.evaluate(next_to, "names-prefix") == "error" and "\u2603" in error.inner_text()
     page.get_by_test_id("names-prefix").fill("")
 
+    page.get_by_test_id("names-temperature").fill("0.0001")  # greedy: one name only, and the service says why
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function(f"({next_to})('names-generate') === 'error'")
+    assert error.inner_text().startswith("greedy sampling") and "; ask for count 1" in error.inner_text()
+    page.get_by_test_id("names-temperature").fill("1")
+
     upload = tmp_path / "names.txt"
     upload.write_text(NAMES_FILE)
     page.get_by_test_id("train-file").set_input_files(str(upload))
@@ -230,6 +236,7 @@ def test_training_with_a_token_a_budget_a_chart_and_a_reload(page: Any, server: 
     assert job["options"]["time_budget"] == 8 and job["options"]["case"] == "fold"
     losses = [h["val_loss"] for h in job["history"] if h["val_loss"] is not None]
     best = min(losses)
+    assert [h["best_val_loss"] for h in job["history"]] == [min(losses[: i + 1]) for i in range(len(losses))]
     model = httpx.get(f"{server.url}/models/quickdinos", timeout=30).json()
     assert abs(model["versions"][-1]["metrics"]["val_nll_per_char"] - best) < 1e-4  # the job's rounding
     epoch = next(h["epoch"] for h in job["history"] if h["val_loss"] == best)
@@ -293,9 +300,16 @@ def test_api_docs_render_with_the_network_cut_off(page: Any) -> None:
     tab.close()
 
 
-def test_screenshot_for_the_readme(page: Any, shots: Path) -> None:
-    """The README's picture of the page, taken after the tests above filled it in.
+def test_screenshot_for_the_readme(page: Any, server: Server, shots: Path) -> None:
+    """The README's picture of the page, showing the trained job of the tests above, names and a poem.
     `make screenshot` writes it to docs/page.png; otherwise it goes to the screenshots directory."""
+    trained = [j for j in httpx.get(f"{server.url}/jobs", timeout=30).json() if j["status"] == "succeeded"]
+    if trained:
+        page.evaluate("(id) => localStorage.setItem('dino.job', id)", trained[0]["id"])
+        page.reload()
+        page.wait_for_function("/succeeded/.test(document.querySelector('[data-testid=job-status]').textContent)")
+    page.get_by_test_id("poem-generate").click()
+    page.wait_for_selector("[data-testid=poem-output][data-done=true]")
     page.get_by_test_id("names-model").select_option("dinos")
     page.get_by_test_id("names-count").fill("8")
     page.get_by_test_id("names-generate").click()
