@@ -159,8 +159,12 @@ def test_sigkill_mid_training_loses_nothing(tmp_path: Path) -> None:
     try:
         assert second.client.get("/names", params={"model": "keep", "count": 5, "seed": 9}).json() == before
         assert second.client.get("/names", params={"count": 5, "seed": 9}).json() == dinos_before
+        # The orphaned worker gave its job back (with a checkpoint): the new service's worker resumes it.
+        wait_for(lambda: b"resuming from its checkpoint" in (store / "logs" / "worker.log").read_bytes(), 60,
+                 "the job to resume on the new worker")
         job_after = second.job(running)
-        assert job_after["status"] == "failed" and job_after["error"] == "interrupted"
+        assert job_after["status"] == "running" and job_after["error"] is None and job_after["attempts"] == 1
+        assert second.client.post(f"/jobs/{running}/cancel").json()["status"] == "cancelled"
         assert second.client.get("/models/keep").json()["versions"] == [
             v for v in second.client.get("/models/keep").json()["versions"] if v["version"] == "1"]
         hidden = [p for p in (store / "keep").rglob("*") if p.name.startswith(".")]
