@@ -29,7 +29,8 @@ def free_port() -> int:
 class Server:
     """`python -m app serve` on a free loopback port with its own store directory."""
 
-    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 args: tuple[str, ...] = ()) -> None:
         self.store = store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,8 +39,8 @@ class Server:
         environ.update(env or {})
         self.log_path = store.parent / f"server-{self.port}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port)],
-                                     cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port),
+                                      *args], cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
         wait_for(lambda: self._ready(), 60, "server ready")
 

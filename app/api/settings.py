@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.charlm.errors import InvalidInput
 from app.charlm.store import BUILTIN_DIR, ModelStore
+from app.charlm.train import CHECKPOINT_EVERY
 from app.locations import default_store_dir
 
 from .database import sqlite_url
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
                                      "USER:PASSWORD@HOST/DB (default: jobs.sqlite3 in the store)")
     job_lease_seconds: float = Field(default=LEASE_SECONDS, gt=0, description="a running job's lease; its worker "
                                      "renews it every third of this, another worker takes the job once it expires")
+    job_checkpoint_seconds: float = Field(default=CHECKPOINT_EVERY, gt=0, description="seconds between a "
+                                          "running job's resumable checkpoints: at most this much work is lost")
     job_max_attempts: int = Field(default=MAX_ATTEMPTS, ge=1, description="claims of a job whose worker keeps "
                                   "dying, then it fails")
     # Limits that keep one client from stalling, filling or taking over the service (README: Operations).

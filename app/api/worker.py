@@ -30,7 +30,7 @@ from typing import Any
 from app.charlm import resume as resume_file
 from app.charlm.errors import CharLMError, TrainingCancelled
 from app.charlm.store import ModelStore
-from app.charlm.train import Progress, TrainConfig, resume, train
+from app.charlm.train import CHECKPOINT_EVERY, Progress, TrainConfig, resume, train
 
 from . import logs
 from .jobs import JobStore
@@ -86,8 +86,9 @@ class Lease(threading.Thread):
 
 class Worker:
     def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int | None = None, poll_seconds: float = 0.5,
-                 max_job_seconds: float = 3600.0) -> None:
+                 max_job_seconds: float = 3600.0, checkpoint_seconds: float = CHECKPOINT_EVERY) -> None:
         self.store, self.jobs = store, jobs
+        self.checkpoint_seconds = checkpoint_seconds
         self.parent_pid = parent_pid  # the service that started this worker; None: a standalone worker
         self.poll_seconds = poll_seconds
         self.max_job_seconds = max_job_seconds
@@ -144,14 +145,15 @@ class Worker:
                 log.info("job %s: resuming from its checkpoint", job_id)
                 history.extend(_history_entry(h) for h in snap.meta["history"])  # the loss chart goes on
                 model = resume(job_dir, on_progress=on_progress, should_stop=should_stop,
-                               deadline=self.max_job_seconds)
+                               checkpoint_every=self.checkpoint_seconds, deadline=self.max_job_seconds)
             else:
                 config = TrainConfig(kind="names", **job["options"])
                 base = self.store.load(config.init_from) if config.init_from else None
                 # The server's cap is a deadline, not a time budget: the job keeps the schedule
                 # (and the size-aware number of epochs) its options give it.
                 model = train(data, config, on_progress=on_progress, should_stop=should_stop,
-                              checkpoint_dir=job_dir, base=base, deadline=self.max_job_seconds)
+                              checkpoint_dir=job_dir, checkpoint_every=self.checkpoint_seconds, base=base,
+                              deadline=self.max_job_seconds)
             if self.jobs.renew(job_id, self.owner) is None:  # last check before the version is published
                 raise TrainingCancelled("lease lost")
             model.meta["command"] = f"POST /train (job {job_id})"
@@ -192,16 +194,23 @@ def _rounded(loss: float | None) -> float | None:
 
 
 def run(settings: Settings, parent_pid: int | None = None) -> None:
-    """Run a worker until SIGTERM (or, for a service's own worker, until that service is gone)."""
-    log_name = "worker.log" if parent_pid is not None else f"worker-{socket.gethostname()}.log"
-    logs.configure(settings.store_dir / "logs" / log_name, settings.log_max_bytes, settings.log_backups,
-                   console=parent_pid is None)
+    """Run a worker until SIGTERM (or, for a service's own worker, until that service is gone).
+
+    The service's own worker logs to `<store>/logs/worker.log`; a standalone one to stderr only
+    (its supervisor, systemd or the container engine, keeps it): many of them share the store.
+    """
+    if parent_pid is not None:
+        logs.configure(settings.store_dir / "logs" / "worker.log", settings.log_max_bytes, settings.log_backups,
+                       console=False)
+    else:
+        logging.basicConfig(level=logging.INFO, format=logs.LOG_FORMAT, force=True)
     try:
         os.nice(10)
     except OSError:
         pass
     jobs = settings.open_jobs()
-    worker = Worker(settings.store, jobs, parent_pid, max_job_seconds=settings.max_job_seconds)
+    worker = Worker(settings.store, jobs, parent_pid, max_job_seconds=settings.max_job_seconds,
+                    checkpoint_seconds=settings.job_checkpoint_seconds)
 
     def on_term(signum: int, frame: object) -> None:
         worker.stopping = True

@@ -1,0 +1,209 @@
+"""Beyond one machine, as plain processes: standalone workers and API replicas sharing one job
+database (a throw-away PostgreSQL, and the SQLite default where one machine is enough) and one
+store directory, with nginx in front as the compose file's load balancer.
+
+Jobs are tiny and leases short (2 s, checkpoints every second) to keep the suite fast; the
+defaults (15 s, 30 s) only change how long each wait is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.api.database import sqlite_url
+from app.api.jobs import JobStore
+from app.charlm import resume as resume_file
+from app.charlm.store import ModelStore
+
+from .conftest import DINOS, ROOT
+from .postgres import Cluster, postgres  # noqa: F401  (the fixture, requested by name)
+from .test_api import NAMES_FILE
+from .test_service_process import Server, free_port, wait_for
+
+FAST = {"DINO_JOB_LEASE_SECONDS": "2", "DINO_JOB_CHECKPOINT_SECONDS": "1", "OPENBLAS_NUM_THREADS": "1"}
+TINY = {"epochs": 1, "hidden": 8, "layers": 1}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "store" / "jobs.sqlite3")
+    cluster: Cluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
+class WorkerProcess:
+    """`python -m app worker` on the shared store and database; its log is its stderr."""
+
+    def __init__(self, store: Path, database_url: str) -> None:
+        env = {**os.environ, **FAST, "DINO_STORE_DIR": str(store), "DINO_DATABASE_URL": database_url}
+        self.log_path = store.parent / f"worker-{len(list(store.parent.glob('worker-*.log')))}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.log.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def test_three_workers_run_each_of_twelve_jobs_exactly_once(database_url: str, tmp_path: Path,
+                                                            workers: list[WorkerProcess]) -> None:
+    store = tmp_path / "store"
+    jobs = JobStore(database_url)
+    names = {}
+    for i in range(12):
+        job = jobs.create(f"m{i}", {**TINY, "seed": i}, NAMES_FILE, max_queued=12)
+        assert job is not None
+        names[job["id"]] = f"m{i}"
+    workers.extend(WorkerProcess(store, database_url) for _ in range(3))
+    wait_for(lambda: jobs.counts()["succeeded"] == 12, 180, "all twelve jobs to succeed")
+    assert jobs.counts() == {"queued": 0, "running": 0, "succeeded": 12, "failed": 0, "cancelled": 0}
+    logs = "".join(w.text() for w in workers)
+    for job in jobs.recent():
+        # One claim, one training run and one model version per job: a second run of any job would
+        # have added version 2 of its model (versions are reserved, never overwritten).
+        assert job["attempts"] == 1 and job["version"] == "1", job
+        assert logs.count(f"job {job['id']}: training model") == 1
+        assert ModelStore(store).versions(names[job["id"]]) == ["1"]
+
+
+def test_a_killed_workers_job_is_resumed_by_another_after_its_lease(database_url: str, tmp_path: Path,
+                                                                    workers: list[WorkerProcess]) -> None:
+    store = tmp_path / "store"
+    jobs = JobStore(database_url)
+    options = {"epochs": 300, "hidden": 32, "layers": 1, "seed": 1, "time_budget": 8}
+    job = jobs.create("long", options, DINOS.read_text(), max_queued=4)
+    assert job is not None
+    first = WorkerProcess(store, database_url)
+    workers.append(first)
+    job_dir = store / ".jobs" / job["id"]
+
+    def trained_and_checkpointed() -> bool:
+        latest = jobs.get(job["id"])
+        return latest is not None and latest["epochs_done"] >= 1 and resume_file.exists(job_dir)
+
+    wait_for(trained_and_checkpointed, 120, "an epoch and a checkpoint")
+    workers.append(WorkerProcess(store, database_url))  # the second worker finds the job taken
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    wait_for(lambda: jobs.get(job["id"])["status"] in ("succeeded", "failed"), 120, "the job to end")  # type: ignore[index]
+    done = jobs.get(job["id"])
+    assert done is not None and done["status"] == "succeeded" and done["attempts"] == 2, done
+    assert "resuming from its checkpoint" in workers[1].text()
+    epochs = [h["epoch"] for h in done["history"]]
+    assert epochs == list(range(1, len(epochs) + 1))  # the loss chart goes on from the first worker's epochs
+    assert ModelStore(store).versions("long") == ["1"] and not job_dir.exists()
+    assert jobs.counts()["running"] == 0
+
+
+class Nginx:
+    """nginx with deploy/nginx/dinosaurus.conf.template (as the compose file uses it) on a free port."""
+
+    def __init__(self, root: Path, upstreams: list[str]) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).is_file():
+            pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
+        self.port = free_port()
+        site = string.Template((ROOT / "deploy" / "nginx" / "dinosaurus.conf.template").read_text())
+        (root / "site.conf").write_text(site.safe_substitute(
+            DINO_UPSTREAM_1=upstreams[0], DINO_UPSTREAM_2=upstreams[1], DINO_LISTEN=f"127.0.0.1:{self.port}"))
+        temp = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+                                                                          "scgi"))
+        user = "user root;" if os.geteuid() == 0 else ""
+        (root / "nginx.conf").write_text(
+            f"{user} daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
+            f"events {{ worker_connections 256; }}\n"
+            f"http {{ access_log off; {temp} include {root}/site.conf; }}\n")
+        self.proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")],
+                                     stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(self.url + "/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, 30, "nginx")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def test_api_replicas_behind_nginx(request: pytest.FixtureRequest, tmp_path: Path,
+                                   workers: list[WorkerProcess]) -> None:
+    """Two `serve --no-worker` replicas and a worker on PostgreSQL, nginx in front: every replica
+    sees a new version at once, a request through the proxy is never loopback, and a replica
+    killed with SIGKILL fails no request at the other (nor through the proxy)."""
+    cluster: Cluster = request.getfixturevalue("postgres")
+    url = cluster.new_database()
+    store = tmp_path / "store"
+    env = {**FAST, "DINO_DATABASE_URL": url}
+    replicas = [Server(store, env=env, args=("--no-worker",)) for _ in range(2)]
+    nginx = None
+    try:
+        workers.append(WorkerProcess(store, url))
+        nginx = Nginx(tmp_path, [f"127.0.0.1:{r.port}" for r in replicas])
+        proxy = httpx.Client(base_url=nginx.url, timeout=30)
+        r = proxy.post("/train", files={"file": ("n.txt", NAMES_FILE.encode())}, data={"name": "via-proxy"})
+        assert r.status_code == 403 and "direct loopback clients" in r.json()["detail"]
+        for version in ("1", "2"):  # uploaded to one replica, trained by the worker, served by both
+            job_id = replicas[0].upload(NAMES_FILE, "shared", epochs="1", hidden="8")
+            wait_for(lambda j=job_id: replicas[1].job(j)["status"] == "succeeded", 120, "the job")  # type: ignore[misc]
+            for replica in replicas:
+                got = replica.client.get("/names", params={"model": "shared", "count": 2})
+                assert got.status_code == 200 and got.json()["version"] == version
+        assert proxy.get("/models/shared").json()["active_version"] == "2"
+
+        statuses: dict[str, list[int]] = {"replica": [], "proxy": []}
+        stop = threading.Event()
+
+        def load(name: str, client: httpx.Client) -> None:
+            while not stop.is_set():
+                statuses[name].append(client.get("/names", params={"count": 7}).status_code)
+
+        threads = [threading.Thread(target=load, args=("replica", replicas[1].client)),
+                   threading.Thread(target=load, args=("proxy", proxy))]
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(statuses["proxy"]) >= 20, 60, "requests through the proxy")
+        replicas[0].proc.send_signal(signal.SIGKILL)
+        replicas[0].proc.wait()
+        count = len(statuses["proxy"])
+        wait_for(lambda: len(statuses["proxy"]) >= count + 40, 60, "requests after the kill")
+        stop.set()
+        for t in threads:
+            t.join()
+        assert set(statuses["replica"]) == {200} and set(statuses["proxy"]) == {200}, statuses
+        proxy.close()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for replica in replicas:
+            replica.stop()
