@@ -28,9 +28,9 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.api import logs
 from app.api.admission import CLIENT_GONE, SamplingGate
 from app.api.jobs import JobStore
-from app.api.migrations import LATEST
 from app.api.main import create_app
 from app.api.metrics import Metrics
+from app.api.migrations import LATEST
 from app.api.serve import binds_loopback_only, connection_cap
 from app.api.settings import Settings
 from app.api.supervisor import WorkerSupervisor
