@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from app.api.database import sqlite_url
 from app.api.jobs import JobStore
@@ -207,3 +208,27 @@ def test_api_replicas_behind_nginx(request: pytest.FixtureRequest, tmp_path: Pat
             nginx.stop()
         for replica in replicas:
             replica.stop()
+
+
+def test_compose_scale_profile(tmp_path: Path) -> None:
+    """The compose file's scale profile as `docker-compose config` reads it (no image is pulled)."""
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k != "DINO_ADMIN_TOKEN"}
+    cmd = [compose, "-f", str(ROOT / "docker-compose.yml"), "--profile", "scale", "config"]
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode != 0 and "DINO_ADMIN_TOKEN" in refused.stderr
+    config = yaml.safe_load(subprocess.run(cmd, env={**env, "DINO_ADMIN_TOKEN": "t0ken"}, capture_output=True,
+                                           text=True, check=True, cwd=tmp_path).stdout)
+    services = config["services"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert services["lb"]["image"].startswith("nginx:")
+    for api in ("api1", "api2"):
+        assert services[api]["command"][-1] == "--no-worker"
+    for worker in ("worker1", "worker2"):
+        assert services[worker]["command"] == ["dinosaurus", "worker"]
+    shared = {s: [v.split(":")[0] for v in services[s]["volumes"]] for s in ("api1", "api2", "worker1", "worker2")}
+    assert all(v == ["dino-shared"] for v in shared.values()), shared
+    urls = {services[s]["environment"]["DINO_DATABASE_URL"] for s in shared}
+    assert len(urls) == 1 and urls.pop().startswith("postgresql://")
