@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -102,3 +104,35 @@ def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
             server.terminate()
             server.wait(30)
 
+
+
+@contextmanager
+def nginx_in_front(upstreams: list[str], root: Path) -> Iterator[str]:
+    """nginx on a free loopback port with deploy/nginx/dinosaurus.conf.template (the compose file's load
+    balancer) in front of `upstreams` ("127.0.0.1:PORT"); yields its URL once it answers /healthz."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    site = string.Template((ROOT / "deploy" / "nginx" / "dinosaurus.conf.template").read_text())
+    (root / "site.conf").write_text(site.safe_substitute(
+        DINO_UPSTREAM_1=upstreams[0], DINO_UPSTREAM_2=upstreams[-1], DINO_LISTEN=f"127.0.0.1:{port}"))
+    temp = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;" if os.geteuid() == 0 else ""  # workers may then enter `root` (a private temp dir)
+    (root / "nginx.conf").write_text(f"{user} daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
+                                     f"events {{ worker_connections 512; }}\n"
+                                     f"http {{ access_log off; {temp} include {root}/site.conf; }}\n")
+    proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + (root / "error.log").read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)

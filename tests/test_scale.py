@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import string
 import subprocess
 import sys
 import threading
@@ -21,16 +20,18 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from _common import nginx_in_front
 
 from app.api.database import sqlite_url
 from app.api.jobs import JobStore
 from app.charlm import resume as resume_file
+from app.charlm.checkpoint import TrainedModel, load, save
 from app.charlm.store import ModelStore
 
 from .conftest import DINOS, ROOT
 from .postgres import Cluster, postgres  # noqa: F401  (the fixture, requested by name)
 from .test_api import NAMES_FILE
-from .test_service_process import Server, free_port, wait_for
+from .test_service_process import Server, wait_for
 
 FAST = {"DINO_JOB_LEASE_SECONDS": "2", "DINO_JOB_CHECKPOINT_SECONDS": "1", "OPENBLAS_NUM_THREADS": "1"}
 TINY = {"epochs": 1, "hidden": 8, "layers": 1}
@@ -42,6 +43,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path / "store" / "jobs.sqlite3")
     cluster: Cluster = request.getfixturevalue("postgres")
     return cluster.new_database()
+
+
+def test_two_writers_of_one_model_get_two_versions(tiny_names_model: TrainedModel, tmp_path: Path) -> None:
+    """Workers on two hosts finishing jobs of one model together: the first reserved "1" (an empty
+    directory, invisible until its model is in place), so the second gets "2", and neither is lost."""
+    store = ModelStore(tmp_path)
+    reserved = tmp_path / "pets" / "versions" / "1"
+    reserved.mkdir(parents=True)
+    assert store.add_version("pets", tiny_names_model) == "2"
+    assert store.versions("pets") == ["2"]
+    save(tiny_names_model, reserved)  # the first writer finishes
+    assert store.versions("pets") == ["1", "2"] and store.active_version("pets") == "2"
+    assert load(store.model_dir("pets", "1")).params.keys() == tiny_names_model.params.keys()
 
 
 class WorkerProcess:
@@ -122,41 +136,6 @@ def test_a_killed_workers_job_is_resumed_by_another_after_its_lease(database_url
     assert jobs.counts()["running"] == 0
 
 
-class Nginx:
-    """nginx with deploy/nginx/dinosaurus.conf.template (as the compose file uses it) on a free port."""
-
-    def __init__(self, root: Path, upstreams: list[str]) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).is_file():
-            pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
-        self.port = free_port()
-        site = string.Template((ROOT / "deploy" / "nginx" / "dinosaurus.conf.template").read_text())
-        (root / "site.conf").write_text(site.safe_substitute(
-            DINO_UPSTREAM_1=upstreams[0], DINO_UPSTREAM_2=upstreams[1], DINO_LISTEN=f"127.0.0.1:{self.port}"))
-        temp = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                          "scgi"))
-        user = "user root;" if os.geteuid() == 0 else ""
-        (root / "nginx.conf").write_text(
-            f"{user} daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
-            f"events {{ worker_connections 256; }}\n"
-            f"http {{ access_log off; {temp} include {root}/site.conf; }}\n")
-        self.proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")],
-                                     stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-        def up() -> bool:
-            try:
-                return httpx.get(self.url + "/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, 30, "nginx")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
 def test_api_replicas_behind_nginx(request: pytest.FixtureRequest, tmp_path: Path,
                                    workers: list[WorkerProcess]) -> None:
     """Two `serve --no-worker` replicas and a worker on PostgreSQL, nginx in front: every replica
@@ -166,48 +145,51 @@ def test_api_replicas_behind_nginx(request: pytest.FixtureRequest, tmp_path: Pat
     url = cluster.new_database()
     store = tmp_path / "store"
     env = {**FAST, "DINO_DATABASE_URL": url}
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").is_file():
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
     replicas = [Server(store, env=env, args=("--no-worker",)) for _ in range(2)]
-    nginx = None
     try:
         workers.append(WorkerProcess(store, url))
-        nginx = Nginx(tmp_path, [f"127.0.0.1:{r.port}" for r in replicas])
-        proxy = httpx.Client(base_url=nginx.url, timeout=30)
-        r = proxy.post("/train", files={"file": ("n.txt", NAMES_FILE.encode())}, data={"name": "via-proxy"})
-        assert r.status_code == 403 and "direct loopback clients" in r.json()["detail"]
-        for version in ("1", "2"):  # uploaded to one replica, trained by the worker, served by both
-            job_id = replicas[0].upload(NAMES_FILE, "shared", epochs="1", hidden="8")
-            wait_for(lambda j=job_id: replicas[1].job(j)["status"] == "succeeded", 120, "the job")  # type: ignore[misc]
-            for replica in replicas:
-                got = replica.client.get("/names", params={"model": "shared", "count": 2})
-                assert got.status_code == 200 and got.json()["version"] == version
-        assert proxy.get("/models/shared").json()["active_version"] == "2"
+        with nginx_in_front([f"127.0.0.1:{r.port}" for r in replicas], tmp_path) as proxy_url:
+            _replicas_behind_proxy(replicas, httpx.Client(base_url=proxy_url, timeout=30))
+    finally:
+        for replica in replicas:
+            replica.stop()
 
-        statuses: dict[str, list[int]] = {"replica": [], "proxy": []}
-        stop = threading.Event()
 
-        def load(name: str, client: httpx.Client) -> None:
-            while not stop.is_set():
-                statuses[name].append(client.get("/names", params={"count": 7}).status_code)
+def _replicas_behind_proxy(replicas: list[Server], proxy: httpx.Client) -> None:
+    r = proxy.post("/train", files={"file": ("n.txt", NAMES_FILE.encode())}, data={"name": "via-proxy"})
+    assert r.status_code == 403 and "direct loopback clients" in r.json()["detail"]
+    for version in ("1", "2"):  # uploaded to one replica, trained by the worker, served by both
+        job_id = replicas[0].upload(NAMES_FILE, "shared", epochs="1", hidden="8")
+        wait_for(lambda j=job_id: replicas[1].job(j)["status"] == "succeeded", 120, "the job")  # type: ignore[misc]
+        for replica in replicas:
+            got = replica.client.get("/names", params={"model": "shared", "count": 2})
+            assert got.status_code == 200 and got.json()["version"] == version
+    assert proxy.get("/models/shared").json()["active_version"] == "2"
 
-        threads = [threading.Thread(target=load, args=("replica", replicas[1].client)),
-                   threading.Thread(target=load, args=("proxy", proxy))]
-        for t in threads:
-            t.start()
+    statuses: dict[str, list[int]] = {"replica": [], "proxy": []}
+    stop = threading.Event()
+
+    def load(name: str, client: httpx.Client) -> None:
+        while not stop.is_set():
+            statuses[name].append(client.get("/names", params={"count": 7}).status_code)
+
+    threads = [threading.Thread(target=load, args=("replica", replicas[1].client)),
+               threading.Thread(target=load, args=("proxy", proxy))]
+    for t in threads:
+        t.start()
+    try:
         wait_for(lambda: len(statuses["proxy"]) >= 20, 60, "requests through the proxy")
         replicas[0].proc.send_signal(signal.SIGKILL)
         replicas[0].proc.wait()
         count = len(statuses["proxy"])
         wait_for(lambda: len(statuses["proxy"]) >= count + 40, 60, "requests after the kill")
+    finally:
         stop.set()
         for t in threads:
             t.join()
-        assert set(statuses["replica"]) == {200} and set(statuses["proxy"]) == {200}, statuses
-        proxy.close()
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        for replica in replicas:
-            replica.stop()
+    assert set(statuses["replica"]) == {200} and set(statuses["proxy"]) == {200}, statuses
 
 
 def test_compose_scale_profile(tmp_path: Path) -> None:
