@@ -214,3 +214,15 @@ def test_compose_scale_profile(tmp_path: Path) -> None:
     assert all(v == ["dino-shared"] for v in shared.values()), shared
     urls = {services[s]["environment"]["DINO_DATABASE_URL"] for s in shared}
     assert len(urls) == 1 and urls.pop().startswith("postgresql://")
+
+
+def test_roles_refuse_an_unusable_database_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from app.cli import main
+
+    monkeypatch.setenv("DINO_STORE_DIR", str(tmp_path))
+    monkeypatch.setenv("DINO_DATABASE_URL", "mysql://db/jobs")
+    for command in (["worker"], ["serve", "--no-worker", "--port", "0"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "DINO_DATABASE_URL 'mysql://db/jobs': unsupported database" in err
