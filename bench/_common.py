@@ -82,6 +82,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_answering(url: str, proc: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    """Wait until `url` answers 200; RuntimeError if `proc` (its server) exits first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited (code {proc.returncode}) before {url} answered")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
 @contextmanager
 def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port)."""
@@ -92,13 +107,7 @@ def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
         server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=environ,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            wait_answering(url + "/readyz", server)
             yield url, port
         finally:
             server.terminate()
@@ -123,15 +132,7 @@ def nginx_in_front(upstreams: list[str], root: Path) -> Iterator[str]:
     proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError("nginx exited: " + (root / "error.log").read_text())
-            time.sleep(0.1)
+        wait_answering(url + "/healthz", proc)
         yield url
     finally:
         proc.terminate()

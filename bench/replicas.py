@@ -14,11 +14,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-from _common import ROOT, free_port, machine, nginx_in_front
+from _common import ROOT, free_port, machine, nginx_in_front, wait_answering
 
 SECONDS = 8
 CONNECTIONS = 8  # the service's own cap is 8 sampling requests at once per replica (more: 429)
@@ -37,13 +35,8 @@ def start_replica(store: str) -> tuple[subprocess.Popen[bytes], int]:
     env = {**os.environ, "DINO_STORE_DIR": store}
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--no-worker", "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("a replica did not become ready")
+    wait_answering(f"http://127.0.0.1:{port}/readyz", proc)
+    return proc, port
 
 
 def wrk(url: str) -> tuple[float, int]:

@@ -139,8 +139,9 @@ def test_a_killed_workers_job_is_resumed_by_another_after_its_lease(database_url
 def test_api_replicas_behind_nginx(request: pytest.FixtureRequest, tmp_path: Path,
                                    workers: list[WorkerProcess]) -> None:
     """Two `serve --no-worker` replicas and a worker on PostgreSQL, nginx in front: every replica
-    sees a new version at once, a request through the proxy is never loopback, and a replica
-    killed with SIGKILL fails no request at the other (nor through the proxy)."""
+    sees a new version at once, a request through the proxy is never loopback, a cancel reaches
+    the worker through any replica, and a replica killed with SIGKILL fails no request at the
+    other (nor through the proxy)."""
     cluster: Cluster = request.getfixturevalue("postgres")
     url = cluster.new_database()
     store = tmp_path / "store"
@@ -167,6 +168,10 @@ def _replicas_behind_proxy(replicas: list[Server], proxy: httpx.Client) -> None:
             got = replica.client.get("/names", params={"model": "shared", "count": 2})
             assert got.status_code == 200 and got.json()["version"] == version
     assert proxy.get("/models/shared").json()["active_version"] == "2"
+    # A cancel sent to the other replica stops the job on the standalone worker that runs it.
+    long_job = replicas[0].upload(DINOS.read_text(), "long", epochs="300", hidden="32")
+    wait_for(lambda: replicas[1].job(long_job)["status"] == "running", 60, "the long job to start")
+    assert replicas[1].client.post(f"/jobs/{long_job}/cancel").json()["status"] == "cancelled"
 
     statuses: dict[str, list[int]] = {"replica": [], "proxy": []}
     stop = threading.Event()
