@@ -23,7 +23,7 @@ import yaml
 from _common import nginx_in_front
 
 from app.api.database import sqlite_url
-from app.api.jobs import JobStore
+from app.api.jobs import JobStore, gave_up
 from app.charlm import resume as resume_file
 from app.charlm.checkpoint import TrainedModel, load, save
 from app.charlm.store import ModelStore
@@ -43,6 +43,46 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return sqlite_url(tmp_path / "store" / "jobs.sqlite3")
     cluster: Cluster = request.getfixturevalue("postgres")
     return cluster.new_database()
+
+
+def test_leases_decide_who_runs_a_job(database_url: str) -> None:
+    jobs = JobStore(database_url, lease_seconds=3600, max_attempts=2)
+    job = jobs.create("m", TINY, NAMES_FILE, max_queued=4)
+    assert job is not None
+    claimed = jobs.claim_next("a/1")
+    assert claimed is not None and claimed[0]["attempts"] == 1 and claimed[1] == NAMES_FILE
+    assert jobs.claim_next("b/2") is None  # held: nobody else takes it
+    assert jobs.renew(job["id"], "b/2") is None and jobs.renew(job["id"], "a/1") is False
+    jobs.request_cancel(job["id"])
+    assert jobs.renew(job["id"], "a/1") is True  # the owner learns of the cancel when it renews
+    jobs.lease_seconds = 0.0  # the next renewal ends the lease at once: as if "a" had stopped renewing
+    jobs.renew(job["id"], "a/1")
+    assert jobs.claim_next("b/2") is None  # expired but cancelled: it ends instead of running again
+    assert jobs.get(job["id"])["status"] == "cancelled"  # type: ignore[index]
+
+    job = jobs.create("m", TINY, NAMES_FILE, max_queued=4)
+    assert job is not None and jobs.claim_next("a/1") is not None  # lease 0: expired as soon as taken
+    second = jobs.claim_next("b/2")
+    assert second is not None and second[0]["attempts"] == 2
+    assert not jobs.finish(job["id"], "a/1", "succeeded", version="1")  # "a" lost it: its result is refused
+    assert jobs.get(job["id"])["status"] == "running"  # type: ignore[index]
+    assert jobs.claim_next("c/3") is None  # two attempts, both expired: it fails saying why
+    failed = jobs.get(job["id"])
+    assert failed is not None and failed["status"] == "failed" and failed["error"] == gave_up(2)
+    assert "2 times" in failed["error"]
+
+
+def test_a_jobs_file_of_the_previous_release_keeps_working(tmp_path: Path) -> None:
+    """tests/data/jobs_v1.sqlite3 was written by the previous JobStore (PRAGMA user_version 1): one job
+    left running by a service that died, one succeeded. The running one is resumed, not failed."""
+    path = tmp_path / "jobs.sqlite3"
+    shutil.copy(ROOT / "tests" / "data" / "jobs_v1.sqlite3", path)
+    jobs = JobStore(path)
+    by_model = {j["model"]: j for j in jobs.recent()}
+    assert by_model["done"]["status"] == "succeeded" and by_model["done"]["version"] == "1"
+    claimed = jobs.claim_next("w/1")
+    assert claimed is not None and claimed[0]["model"] == "left-running" and claimed[1] == "Aurora\nBorealis\n"
+    assert claimed[0]["attempts"] == 2  # its first run (in the earlier release) counts
 
 
 def test_two_writers_of_one_model_get_two_versions(tiny_names_model: TrainedModel, tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.charlm import resume as resume_file
 from app.charlm.errors import CharLMError, TrainingCancelled
 from app.charlm.store import ModelStore
@@ -72,7 +74,7 @@ class Lease(threading.Thread):
                     cancel = state
                 else:
                     cancel = self.jobs.cancel_requested(self.job_id)
-            except Exception as exc:  # the database is away for a moment: try again next tick
+            except SQLAlchemyError as exc:  # the database is away for a moment: try again next tick
                 log.warning("job %s: lease not renewed (%s); retrying", self.job_id, type(exc).__name__)
                 continue
             if cancel:
@@ -102,7 +104,7 @@ class Worker:
         while not self.stopping and self.parent_alive():
             try:
                 claimed = self.jobs.claim_next(self.owner)
-            except Exception as exc:  # the database is unreachable: wait and try again
+            except SQLAlchemyError as exc:  # the database is unreachable: wait and try again
                 log.warning("cannot claim a job (%s: %s); retrying", type(exc).__name__, exc)
                 claimed = None
             if claimed is None:
@@ -134,8 +136,11 @@ class Worker:
             if p.event == "epoch":
                 history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
                                                "val_loss": p.val_loss, "seconds": p.seconds}))
-            self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
-                             epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
+            try:
+                self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
+                                 epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
+            except SQLAlchemyError as exc:  # the database is away for a moment: training goes on (the lease decides)
+                log.warning("job %s: progress not stored (%s)", job_id, type(exc).__name__)
 
         log.info("job %s: training model %r (attempt %d)", job_id, job["model"], job["attempts"])
         keep = False
