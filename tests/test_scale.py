@@ -24,6 +24,7 @@ from _common import nginx_in_front
 
 from app.api.database import sqlite_url
 from app.api.jobs import JobStore, gave_up
+from app.api.worker import Worker
 from app.charlm import resume as resume_file
 from app.charlm.checkpoint import TrainedModel, load, save
 from app.charlm.store import ModelStore
@@ -70,6 +71,18 @@ def test_leases_decide_who_runs_a_job(database_url: str) -> None:
     failed = jobs.get(job["id"])
     assert failed is not None and failed["status"] == "failed" and failed["error"] == gave_up(2)
     assert "2 times" in failed["error"]
+
+
+def test_an_idle_worker_removes_checkpoints_of_ended_jobs(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite3")
+    worker = Worker(ModelStore(tmp_path / "store"), jobs)
+    queued, ended = (jobs.create(f"m{i}", TINY, NAMES_FILE, max_queued=4) for i in range(2))
+    assert queued is not None and ended is not None
+    jobs.request_cancel(ended["id"])
+    for job_id in (queued["id"], ended["id"], "0123456789abcdef"):  # the last: a job no longer recorded
+        (worker.job_dir(job_id)).mkdir(parents=True)
+    assert worker.sweep_checkpoints() == 2
+    assert [d.name for d in (tmp_path / "store" / ".jobs").iterdir()] == [queued["id"]]
 
 
 def test_a_jobs_file_of_the_previous_release_keeps_working(tmp_path: Path) -> None:

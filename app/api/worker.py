@@ -35,12 +35,13 @@ from app.charlm.store import ModelStore
 from app.charlm.train import CHECKPOINT_EVERY, Progress, TrainConfig, resume, train
 
 from . import logs
-from .jobs import JobStore
+from .jobs import FINISHED, JobStore
 from .settings import Settings
 
 log = logging.getLogger("dinosaurus.worker")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CANCEL_POLL_SECONDS = 0.25  # how often a running job's cancel flag is read (and the lease renewed when due)
+SWEEP_SECONDS = 60.0  # how often an idle worker looks for checkpoints of jobs that ended elsewhere
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -101,9 +102,13 @@ class Worker:
         return self.parent_pid is None or os.getppid() == self.parent_pid
 
     def run_forever(self) -> None:
+        swept = 0.0
         while not self.stopping and self.parent_alive():
             try:
                 claimed = self.jobs.claim_next(self.owner)
+                if claimed is None and time.monotonic() - swept > SWEEP_SECONDS:
+                    self.sweep_checkpoints()
+                    swept = time.monotonic()
             except SQLAlchemyError as exc:  # the database is unreachable: wait and try again
                 log.warning("cannot claim a job (%s: %s); retrying", type(exc).__name__, exc)
                 claimed = None
@@ -111,6 +116,18 @@ class Worker:
                 time.sleep(self.poll_seconds)
                 continue
             self.run_job(*claimed)
+
+    def sweep_checkpoints(self) -> int:
+        """Remove the checkpoints of jobs that will never run again (ended while no worker ran
+        them: cancelled, or failed after too many attempts; or deleted); returns how many."""
+        root = self.store.root / ".jobs"
+        removed = 0
+        for job_dir in root.iterdir() if root.is_dir() else ():
+            job = self.jobs.get(job_dir.name)
+            if job is None or job["status"] in FINISHED:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                removed += 1
+        return removed
 
     def job_dir(self, job_id: str) -> Path:
         """Where a job keeps its resumable checkpoint while it runs (in the shared store)."""
