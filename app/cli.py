@@ -1,4 +1,4 @@
-"""Command line: `python -m app course|train|eval|sample|score|poem|serve`.
+"""Command line: `python -m app course|train|eval|sample|score|poem|serve|worker`.
 
 Every user error (bad option, unusable file, unknown model) ends with exit code 2 and one line
 on stderr; results go to stdout, progress to stderr. Output is UTF-8 whatever the locale, a
@@ -215,13 +215,26 @@ def _check_port_free(host: str, port: int) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from .api.serve import serve  # the web stack is imported only when serving
+    from .api.settings import load_settings
 
+    settings = load_settings(start_worker=False) if args.no_worker else load_settings()
     _check_port_free(args.host, args.port)
     shown = "localhost" if args.host in ("0.0.0.0", "::", "") else args.host
     where = " (all interfaces)" if shown != args.host else ""
-    print(f"Dinosaurus serving on http://{shown}:{args.port}/{where}; API docs at /docs; Ctrl+C stops it",
+    role = "" if settings.start_worker else " without a training worker"
+    print(f"Dinosaurus serving{role} on http://{shown}:{args.port}/{where}; API docs at /docs; Ctrl+C stops it",
           flush=True)
-    serve(args.host, args.port)
+    serve(settings, args.host, args.port)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from .api.settings import load_settings
+    from .api.worker import run
+
+    settings = load_settings()
+    print(f"Dinosaurus training worker on {settings.jobs_url_shown}; Ctrl+C stops it (its job is re-queued)",
+          flush=True)
+    run(settings)
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
@@ -317,7 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=os.environ.get("DINO_PORT", "8000"),
                    help="TCP port (default: $DINO_PORT or 8000)")
+    p.add_argument("--no-worker", action="store_true",
+                   help="an API replica only: jobs are trained by `worker` processes sharing the database")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a training worker (any number, on any machine that reaches "
+                       "DINO_DATABASE_URL and the store)")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

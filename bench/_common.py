@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -80,6 +82,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_answering(url: str, proc: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
+    """Wait until `url` answers 200; RuntimeError if `proc` (its server) exits first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited (code {proc.returncode}) before {url} answered")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
+
+
 @contextmanager
 def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port)."""
@@ -90,15 +107,33 @@ def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
         server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=environ,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            wait_answering(url + "/readyz", server)
             yield url, port
         finally:
             server.terminate()
             server.wait(30)
 
+
+
+@contextmanager
+def nginx_in_front(upstreams: list[str], root: Path) -> Iterator[str]:
+    """nginx on a free loopback port with deploy/nginx/dinosaurus.conf.template (the compose file's load
+    balancer) in front of `upstreams` ("127.0.0.1:PORT"); yields its URL once it answers /healthz."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    port = free_port()
+    site = string.Template((ROOT / "deploy" / "nginx" / "dinosaurus.conf.template").read_text())
+    (root / "site.conf").write_text(site.safe_substitute(
+        DINO_UPSTREAM_1=upstreams[0], DINO_UPSTREAM_2=upstreams[-1], DINO_LISTEN=f"127.0.0.1:{port}"))
+    temp = " ".join(f"{kind}_temp_path {root}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;" if os.geteuid() == 0 else ""  # workers may then enter `root` (a private temp dir)
+    (root / "nginx.conf").write_text(f"{user} daemon off; pid {root}/nginx.pid; error_log {root}/error.log;\n"
+                                     f"events {{ worker_connections 512; }}\n"
+                                     f"http {{ access_log off; {temp} include {root}/site.conf; }}\n")
+    proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_answering(url + "/healthz", proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -27,12 +27,14 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import logs
 from app.api.admission import CLIENT_GONE, SamplingGate
-from app.api.jobs import SCHEMA_VERSION, JobStore
+from app.api.jobs import JobStore
 from app.api.main import create_app
 from app.api.metrics import Metrics
+from app.api.migrations import LATEST
 from app.api.serve import binds_loopback_only, connection_cap
 from app.api.settings import Settings
 from app.api.supervisor import WorkerSupervisor
+from app.api.worker import worker_name
 from app.charlm.errors import WorkStopped
 
 from .conftest import ROOT
@@ -270,8 +272,9 @@ def test_a_jobs_file_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
     JobStore(path)
     JobStore(path)  # a second open (the worker's) changes nothing
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
         rows = {r[0]: r[1:] for r in db.execute("SELECT model, status, data, data_sha256, data_bytes FROM jobs")}
+    assert versions == list(range(1, LATEST + 1))
     assert rows["heroines"] == ("queued", "Aurora\nBorealis\n", sha256("Aurora\nBorealis\n"), 16)
     assert rows["pets"] == ("cancelled", "", sha256("Rex\nFido\n"), 9)
     with make_client(tmp_path) as c:
@@ -330,20 +333,22 @@ def _sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
-def test_supervisor_fails_the_dead_workers_job_and_starts_another(tmp_path: Path) -> None:
-    jobs = JobStore(tmp_path / "jobs.sqlite3")
+def test_supervisor_frees_the_dead_workers_job_and_starts_another(tmp_path: Path) -> None:
+    jobs = JobStore(tmp_path / "jobs.sqlite3")  # leases of an hour: only the supervisor can free the job now
     supervisor = WorkerSupervisor(_sleeper, jobs)
     try:
         supervisor.check(now=100.0)
         first = supervisor.proc
         assert first is not None and supervisor.alive()
         job = jobs.create("m", {"epochs": 1}, NAMES_FILE, max_queued=4)
-        assert job is not None and jobs.claim_next(first.pid) is not None
+        jobs.lease_seconds = 3600.0
+        assert job is not None and jobs.claim_next(worker_name(first.pid)) is not None
+        assert jobs.claim_next("another/1") is None  # held by the first worker
         first.kill()
         first.wait()
         supervisor.check(now=101.0)
-        after = jobs.get(job["id"])
-        assert after is not None and after["status"] == "failed" and after["error"] == "worker died"
+        claimed = jobs.claim_next("another/1")  # at once, not an hour later
+        assert claimed is not None and claimed[0]["id"] == job["id"] and claimed[0]["attempts"] == 2
         assert not supervisor.alive()  # /readyz says not ready until the replacement runs
         supervisor.check(now=101.0 + supervisor.delay)
         assert supervisor.alive() and supervisor.proc is not None and supervisor.proc.pid != first.pid
@@ -367,7 +372,7 @@ def test_readyz_is_503_while_no_worker_runs(client: TestClient) -> None:
 def test_a_long_loss_history_is_thinned_to_a_bounded_size(tmp_path: Path) -> None:
     jobs = JobStore(tmp_path / "jobs.sqlite3")
     job = jobs.create("m", {"epochs": 1}, NAMES_FILE, max_queued=4)
-    assert job is not None and jobs.claim_next(worker_pid=1) is not None
+    assert job is not None and jobs.claim_next("w/1") is not None
     history = [{"epoch": i + 1, "train_loss": 1.0} for i in range(1000)]
     jobs.report(job["id"], 0.5, 1000, history, None)
     kept = [h["epoch"] for h in jobs.get(job["id"])["history"]]

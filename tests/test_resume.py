@@ -194,8 +194,7 @@ def test_worker_resumes_a_requeued_job_from_its_checkpoint(tmp_path: Path) -> No
     options = {"hidden": 16, "layers": 1, "epochs": 3, "batch_size": 32, "seed": 2}
     job = jobs.create("later", options, NAMES, max_queued=4)
     assert job is not None
-    worker = Worker(store, jobs, parent_pid=0)
-    worker.parent_alive = lambda: True  # type: ignore[method-assign]
+    worker = Worker(store, jobs)
     reported: list[int] = []
     real_report = jobs.report
 
@@ -205,7 +204,7 @@ def test_worker_resumes_a_requeued_job_from_its_checkpoint(tmp_path: Path) -> No
         return real_report(job_id, progress, epochs_done, *args, **kwargs)
 
     jobs.report = report  # type: ignore[method-assign]
-    worker.run_job(*jobs.claim_next(1))  # type: ignore[misc]
+    worker.run_job(*jobs.claim_next(worker.owner))  # type: ignore[misc]
     assert jobs.get(job["id"])["status"] == "queued"  # type: ignore[index]
     first_epoch = resume_file.read(worker.job_dir(job["id"])).meta["history"]
     assert [h["epoch"] for h in first_epoch] == [1]
@@ -218,7 +217,7 @@ def test_worker_resumes_a_requeued_job_from_its_checkpoint(tmp_path: Path) -> No
         charts.append([h["epoch"] for h in history])
 
     jobs.report = report_again  # type: ignore[method-assign]
-    worker.run_job(*jobs.claim_next(1))  # type: ignore[misc]
+    worker.run_job(*jobs.claim_next(worker.owner))  # type: ignore[misc]
     assert reported[0] == 1  # the plan of the second run: one epoch already done
     assert charts[0] == [1] and charts[-1] == [1, 2, 3]  # the job's loss chart goes on, not over
     finished = jobs.get(job["id"])

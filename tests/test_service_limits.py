@@ -163,17 +163,23 @@ def test_every_job_is_capped_by_the_server(limited: Server) -> None:
     assert job["status"] == "succeeded" and job["options"]["epochs"] == 500 and job["epochs_done"] < 500
 
 
-def test_a_killed_worker_fails_its_job_and_is_replaced(tmp_path: Path) -> None:
-    server = Server(tmp_path / "store")
+def test_a_killed_worker_is_replaced_and_its_job_resumed_then_bounded(tmp_path: Path) -> None:
+    server = Server(tmp_path / "store", env={"DINO_JOB_MAX_ATTEMPTS": "2"})
     try:
         running = server.upload(DINOS.read_text(), "long", epochs="300", hidden="64")
         wait_for(lambda: server.job(running)["status"] == "running", 60, "training to start")
         (old,) = worker_pids(server.store)
         os.kill(old, signal.SIGKILL)
-        wait_for(lambda: server.job(running)["status"] == "failed", 30, "the job to fail")
-        assert server.job(running)["error"] == "worker died"
-        wait_for(lambda: worker_pids(server.store) - {old}, 30, "a new worker")
+        # The replacement takes the job at once (the supervisor expired the dead worker's lease).
+        new = wait_for(lambda: worker_pids(server.store) - {old}, 30, "a new worker")
+        wait_for(lambda: server.job(running)["attempts"] == 2, 30, "the job's second attempt")
+        assert server.job(running)["status"] == "running" and server.job(running)["error"] is None
         wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, "ready again")
+        (second,) = new
+        os.kill(second, signal.SIGKILL)  # two attempts allowed: the job fails, saying why
+        wait_for(lambda: server.job(running)["status"] == "failed", 30, "the job to give up")
+        assert "2 times" in server.job(running)["error"]
+        wait_for(lambda: worker_pids(server.store) - {old, second}, 30, "a third worker")
         after = server.upload(NAMES_FILE, "after", epochs="2", hidden="16")
         wait_for(lambda: server.job(after)["status"] == "succeeded", 120, "a job on the new worker")
     finally:

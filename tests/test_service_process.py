@@ -29,7 +29,8 @@ def free_port() -> int:
 class Server:
     """`python -m app serve` on a free loopback port with its own store directory."""
 
-    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, store: Path, env: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 args: tuple[str, ...] = ()) -> None:
         self.store = store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,8 +39,8 @@ class Server:
         environ.update(env or {})
         self.log_path = store.parent / f"server-{self.port}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port)],
-                                     cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", host, "--port", str(self.port),
+                                      *args], cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=30)
         wait_for(lambda: self._ready(), 60, "server ready")
 
@@ -159,8 +160,12 @@ def test_sigkill_mid_training_loses_nothing(tmp_path: Path) -> None:
     try:
         assert second.client.get("/names", params={"model": "keep", "count": 5, "seed": 9}).json() == before
         assert second.client.get("/names", params={"count": 5, "seed": 9}).json() == dinos_before
+        # The orphaned worker gave its job back (with a checkpoint): the new service's worker resumes it.
+        wait_for(lambda: b"resuming from its checkpoint" in (store / "logs" / "worker.log").read_bytes(), 60,
+                 "the job to resume on the new worker")
         job_after = second.job(running)
-        assert job_after["status"] == "failed" and job_after["error"] == "interrupted"
+        assert job_after["status"] == "running" and job_after["error"] is None and job_after["attempts"] == 1
+        assert second.client.post(f"/jobs/{running}/cancel").json()["status"] == "cancelled"
         assert second.client.get("/models/keep").json()["versions"] == [
             v for v in second.client.get("/models/keep").json()["versions"] if v["version"] == "1"]
         hidden = [p for p in (store / "keep").rglob("*") if p.name.startswith(".")]

@@ -1,4 +1,4 @@
-"""The app factory: lifespan (load models, recover jobs, run the worker), routers, errors, metrics."""
+"""The app factory: lifespan (load models, open the job database, run the worker), routers, errors, metrics."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from app import __version__
 from .admission import CLIENT_GONE, SamplingGate
 from .bodylimit import BodyLimit
 from .deps import CLOSE, Services
-from .jobs import JobStore
 from .logs import printable
 from .metrics import Metrics
 from .registry import ModelRegistry
@@ -35,6 +34,9 @@ from .supervisor import WorkerSupervisor, start_worker
 
 log = logging.getLogger("dinosaurus.api")
 BUILTIN_MODELS = ("dinos", "shakespeare")
+# A model write takes seconds; a temporary file older than this was left by a writer that died.
+# Younger ones may belong to a worker or replica writing into the same (shared) store right now.
+PARTIAL_WRITE_AGE = 600.0
 
 
 def create_app(settings: Settings | None = None, *, loopback_writes: bool = True) -> FastAPI:
@@ -45,11 +47,12 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = settings.store
         settings.store_dir.mkdir(parents=True, exist_ok=True)
-        removed = store.remove_partial_writes()
-        jobs_db = JobStore(settings.jobs_db, keep_finished=settings.max_finished_jobs)
-        interrupted = jobs_db.fail_interrupted()
-        if removed or interrupted:
-            log.warning("recovered: %d partial writes removed, %d interrupted jobs failed", removed, interrupted)
+        removed = store.remove_partial_writes(older_than=PARTIAL_WRITE_AGE)
+        # Jobs are never touched here: one left running by a dead process is resumed by a worker
+        # once its lease expires (jobs.py), whichever replica or machine that worker is on.
+        jobs_db = await asyncio.to_thread(settings.open_jobs)
+        if removed:
+            log.warning("recovered: %d partial writes removed", removed)
         metrics = Metrics()
         gate = SamplingGate(settings.max_sampling_requests, settings.request_work_seconds, metrics,
                             threads=os.cpu_count() or 1)
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
                 with contextlib.suppress(asyncio.CancelledError):
                     await watchdog
                 await asyncio.to_thread(services.supervisor.stop)
+            jobs_db.close()
 
     app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
         favicon_url="/favicon.svg",

@@ -76,6 +76,8 @@ class JobOut(BaseModel):
     finished_at: float | None
     data_sha256: str | None = Field(default=None, description="SHA-256 of the uploaded text (kept after it is dropped)")
     data_bytes: int | None = Field(default=None, description="size of the uploaded text in UTF-8 bytes")
+    attempts: int = Field(default=0, description="times a worker took the job (more than 1: resumed after a "
+                          "worker stopped)")
 
 
 class VersionOut(BaseModel):

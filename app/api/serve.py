@@ -1,4 +1,4 @@
-"""`python -m app serve`: the API and its training worker under uvicorn, with connection limits."""
+"""`python -m app serve [--no-worker]`: the API (and its training worker) under uvicorn, with connection limits."""
 
 from __future__ import annotations
 
@@ -36,9 +36,11 @@ def connection_cap(wanted: int) -> int:
     return max(1, min(wanted, soft - RESERVED_FDS))
 
 
-def serve(host: str, port: int) -> None:
-    settings = Settings()
-    logs.configure(settings.store_dir / "logs" / "service.log", settings.log_max_bytes, settings.log_backups,
+def serve(settings: Settings, host: str, port: int) -> None:
+    """The API on host:port; `settings.start_worker` False makes it a replica without a worker."""
+    # Replicas on a shared store each keep their own log (two processes rotating one file lose lines).
+    log_name = "service.log" if settings.start_worker else f"service-{socket.gethostname()}-{port}.log"
+    logs.configure(settings.store_dir / "logs" / log_name, settings.log_max_bytes, settings.log_backups,
                    console=True)
     loopback = binds_loopback_only(host)
     if not loopback and not settings.admin_token:

@@ -1,8 +1,10 @@
 """The training worker's lifecycle in the API process: start it, watch it, replace it when it dies.
 
-A worker that dies (killed, out of memory, crashed) fails the job it was running ("worker died")
-and is replaced; while none runs, /readyz answers 503. Workers that keep dying young are
-restarted after a doubling delay (at most a minute), so a crash loop cannot flood the log.
+A worker that dies (killed, out of memory, crashed) is replaced, and the lease of the job it was
+running is expired at once, so the next worker resumes that job from its checkpoint (after
+`job_max_attempts` such deaths the job fails); while no worker runs, /readyz answers 503.
+Workers that keep dying young are restarted after a doubling delay (at most a minute), so a
+crash loop cannot flood the log.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 from .jobs import JobStore
 from .settings import Settings
-from .worker import WORKER_ENV
+from .worker import WORKER_ENV, worker_name
 
 log = logging.getLogger("dinosaurus.api")
 YOUNG_SECONDS = 60.0  # a worker that dies sooner than this after its start doubles the restart delay
@@ -26,14 +28,13 @@ MAX_RESTART_DELAY = 60.0
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """The training worker, in its own process with one BLAS thread; it writes its own rotating log."""
-    cmd = [sys.executable, "-m", "app.api.worker", "--store", str(settings.store_dir),
-           "--builtin", str(settings.builtin_dir), "--parent", str(os.getpid()),
-           "--max-job-seconds", str(settings.max_job_seconds),
-           "--log-max-bytes", str(settings.log_max_bytes), "--log-backups", str(settings.log_backups)]
+    """The training worker, in its own process with one BLAS thread and the service's settings (as
+    DINO_* variables); it writes its own rotating log."""
+    cmd = [sys.executable, "-m", "app.api.worker", "--store", str(settings.store_dir), "--parent", str(os.getpid())]
     # A session of its own: Ctrl+C at the terminal reaches only the service, which stops the
     # worker with SIGTERM (its job is re-queued), never a worker still importing its modules.
-    return subprocess.Popen(cmd, env={**os.environ, **WORKER_ENV}, stdout=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(cmd, env={**os.environ, **settings.as_env(), **WORKER_ENV}, stdout=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -68,13 +69,13 @@ class WorkerSupervisor:
     def _check(self, now: float) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             pid, code = self.proc.pid, self.proc.returncode
-            failed = self.jobs.fail_worker_jobs(pid)
+            released = self.jobs.release(worker_name(pid))
             young = now - self.started_at < YOUNG_SECONDS
             self.delay = min(self.delay * 2, MAX_RESTART_DELAY) if young else 1.0
             self.restart_at = now + self.delay
             self.proc = None
-            log.error("training worker %d died (exit code %s); %d running job(s) failed; new worker in %.0f s",
-                      pid, code, failed, self.delay)
+            log.error("training worker %d died (exit code %s); %d running job(s) to resume; new worker in %.0f s",
+                      pid, code, released, self.delay)
         if self.proc is None and now >= self.restart_at:
             self.proc = self._start()
             self.started_at = now

@@ -1,9 +1,16 @@
-"""The training worker: a separate, low-priority process that runs queued jobs one at a time.
+"""The training worker: a low-priority process that runs jobs one at a time, under a lease.
 
-It is started by the service (`python -m app.api.worker`), runs with one BLAS thread and a
-raised nice value so the API stays responsive, and exits when its parent goes away. On SIGTERM
-(service shutdown) a running job is stopped and put back in the queue; its resumable checkpoint
-(`<store>/.jobs/<job id>/resume.npz`, also written every 30 s) lets it continue next time.
+Started by `python -m app serve` (the local worker) or on its own by `python -m app worker`, on
+any machine that reaches the job database and the model store; any number may run. A worker
+claims a job's lease and renews it from a thread every third of the lease period while it
+trains; the same thread polls the job's cancel flag, so a cancel works whichever worker runs it.
+The trainer writes a resumable checkpoint (`<store>/.jobs/<job id>/resume.npz`) every 30 s, so a
+job whose worker dies is resumed by another with at most one lease period plus one checkpoint
+interval of work lost (15 s + 30 s by default).
+
+On SIGTERM, or when the service that started it goes away, a worker stops its job, keeps the
+checkpoint and gives the job back to the queue. A worker that finds its lease gone (it stalled
+past the lease, another worker took the job) stops without touching the job.
 """
 
 from __future__ import annotations
@@ -13,68 +20,147 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.charlm import resume as resume_file
 from app.charlm.errors import CharLMError, TrainingCancelled
 from app.charlm.store import ModelStore
-from app.charlm.train import Progress, TrainConfig, resume, train
+from app.charlm.train import CHECKPOINT_EVERY, Progress, TrainConfig, resume, train
 
 from . import logs
-from .jobs import JobStore
+from .jobs import FINISHED, JobStore
+from .settings import Settings
 
 log = logging.getLogger("dinosaurus.worker")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CANCEL_POLL_SECONDS = 0.25  # how often a running job's cancel flag is read (and the lease renewed when due)
+SWEEP_SECONDS = 60.0  # how often an idle worker looks for checkpoints of jobs that ended elsewhere
+
+
+def worker_name(pid: int | None = None) -> str:
+    """This worker's name as a lease owner: host and process id (containers have their own hostnames)."""
+    return f"{socket.gethostname()}/{os.getpid() if pid is None else pid}"
+
+
+class Lease(threading.Thread):
+    """Keeps one job's lease while it runs: renews it every third of the lease period, reads its
+    cancel flag every CANCEL_POLL_SECONDS. A database error is logged and retried: the lease simply
+    runs out if the database stays away, and the next renewal then finds it lost."""
+
+    def __init__(self, jobs: JobStore, job_id: str, owner: str) -> None:
+        super().__init__(name=f"lease-{job_id}", daemon=True)
+        self.jobs, self.job_id, self.owner = jobs, job_id, owner
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        renew_every = self.jobs.lease_seconds / 3
+        renewed = time.monotonic()
+        while not self._done.wait(CANCEL_POLL_SECONDS):
+            try:
+                if time.monotonic() - renewed >= renew_every:
+                    state = self.jobs.renew(self.job_id, self.owner)
+                    renewed = time.monotonic()
+                    if state is None:
+                        self.lost.set()
+                        return
+                    cancel = state
+                else:
+                    cancel = self.jobs.cancel_requested(self.job_id)
+            except SQLAlchemyError as exc:  # the database is away for a moment: try again next tick
+                log.warning("job %s: lease not renewed (%s); retrying", self.job_id, type(exc).__name__)
+                continue
+            if cancel:
+                self.cancelled.set()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self.is_alive():
+            self.join()
 
 
 class Worker:
-    def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int, poll_seconds: float = 0.2,
-                 max_job_seconds: float = 3600.0) -> None:
+    def __init__(self, store: ModelStore, jobs: JobStore, parent_pid: int | None = None, poll_seconds: float = 0.5,
+                 max_job_seconds: float = 3600.0, checkpoint_seconds: float = CHECKPOINT_EVERY) -> None:
         self.store, self.jobs = store, jobs
-        self.parent_pid = parent_pid
+        self.checkpoint_seconds = checkpoint_seconds
+        self.parent_pid = parent_pid  # the service that started this worker; None: a standalone worker
         self.poll_seconds = poll_seconds
         self.max_job_seconds = max_job_seconds
+        self.owner = worker_name()
         self.stopping = False
 
     def parent_alive(self) -> bool:
-        return os.getppid() == self.parent_pid
+        return self.parent_pid is None or os.getppid() == self.parent_pid
 
     def run_forever(self) -> None:
+        swept = 0.0
         while not self.stopping and self.parent_alive():
-            claimed = self.jobs.claim_next(os.getpid())
+            try:
+                claimed = self.jobs.claim_next(self.owner)
+                if claimed is None and time.monotonic() - swept > SWEEP_SECONDS:
+                    self.sweep_checkpoints()
+                    swept = time.monotonic()
+            except SQLAlchemyError as exc:  # the database is unreachable: wait and try again
+                log.warning("cannot claim a job (%s: %s); retrying", type(exc).__name__, exc)
+                claimed = None
             if claimed is None:
                 time.sleep(self.poll_seconds)
                 continue
             self.run_job(*claimed)
 
+    def sweep_checkpoints(self) -> int:
+        """Remove the checkpoints of jobs that will never run again (ended while no worker ran
+        them: cancelled, or failed after too many attempts; or deleted); returns how many."""
+        root = self.store.root / ".jobs"
+        removed = 0
+        for job_dir in root.iterdir() if root.is_dir() else ():
+            job = self.jobs.get(job_dir.name)
+            if job is None or job["status"] in FINISHED:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                removed += 1
+        return removed
+
     def job_dir(self, job_id: str) -> Path:
-        """Where a job keeps its resumable checkpoint while it runs."""
+        """Where a job keeps its resumable checkpoint while it runs (in the shared store)."""
         return self.store.root / ".jobs" / job_id
 
     def run_job(self, job: dict[str, Any], data: str) -> None:
+        lease = Lease(self.jobs, job["id"], self.owner)
+        lease.start()
+        try:
+            self._train(job, data, lease)
+        finally:
+            lease.stop()
+
+    def _train(self, job: dict[str, Any], data: str, lease: Lease) -> None:
         job_id = job["id"]
         job_dir = self.job_dir(job_id)
         history: list[dict[str, Any]] = []
-        checked_at, cancelled = 0.0, False
 
         def should_stop() -> bool:
-            nonlocal checked_at, cancelled
-            now = time.monotonic()
-            if now - checked_at > 0.25:  # the database is asked at most 4 times a second
-                checked_at, cancelled = now, self.jobs.cancel_requested(job_id)
-            return cancelled or self.stopping or not self.parent_alive()
+            return lease.cancelled.is_set() or lease.lost.is_set() or self.stopping or not self.parent_alive()
 
         def on_progress(p: Progress) -> None:
             if p.event == "epoch":
-                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss, "val_loss": p.val_loss,
-                                               "best_val_loss": p.best_val_loss, "seconds": p.seconds}))
-            self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
-                             epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
+                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
+                                               "val_loss": p.val_loss, "best_val_loss": p.best_val_loss,
+                                               "seconds": p.seconds}))
+            try:
+                self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
+                                 epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
+            except SQLAlchemyError as exc:  # the database is away for a moment: training goes on (the lease decides)
+                log.warning("job %s: progress not stored (%s)", job_id, type(exc).__name__)
 
-        log.info("job %s: training model %r", job_id, job["model"])
+        log.info("job %s: training model %r (attempt %d)", job_id, job["model"], job["attempts"])
         keep = False
         try:
             snap = resume_file.read(job_dir) if resume_file.exists(job_dir) else None
@@ -82,38 +168,41 @@ class Worker:
                 log.info("job %s: resuming from its checkpoint", job_id)
                 history.extend(_history_entry(h) for h in snap.meta["history"])  # the loss chart goes on
                 model = resume(job_dir, on_progress=on_progress, should_stop=should_stop,
-                               deadline=self.max_job_seconds)
+                               checkpoint_every=self.checkpoint_seconds, deadline=self.max_job_seconds)
             else:
                 config = TrainConfig(kind="names", **job["options"])
                 base = self.store.load(config.init_from) if config.init_from else None
                 # The server's cap is a deadline, not a time budget: the job keeps the schedule
                 # (and the size-aware number of epochs) its options give it.
                 model = train(data, config, on_progress=on_progress, should_stop=should_stop,
-                              checkpoint_dir=job_dir, base=base, deadline=self.max_job_seconds)
+                              checkpoint_dir=job_dir, checkpoint_every=self.checkpoint_seconds, base=base,
+                              deadline=self.max_job_seconds)
+            if self.jobs.renew(job_id, self.owner) is None:  # last check before the version is published
+                raise TrainingCancelled("lease lost")
             model.meta["command"] = f"POST /train (job {job_id})"
             version = self.store.add_version(job["model"], model)
         except TrainingCancelled:
-            keep = self.stopping and self.parent_alive()  # re-queued: it resumes next time
-            if not self.parent_alive():
-                log.warning("job %s: service died; leaving the job for the next start", job_id)
-            elif self.stopping:
-                self.jobs.requeue(job_id)
-                log.info("job %s: service shutting down; job re-queued, to resume from its checkpoint", job_id)
+            keep = not lease.cancelled.is_set()  # the job runs again (here or elsewhere): keep its checkpoint
+            if lease.lost.is_set() or (keep and self.jobs.renew(job_id, self.owner) is None):
+                log.warning("job %s: lease lost (this worker stalled past it); another worker has the job", job_id)
+            elif keep:
+                self.jobs.requeue(job_id, self.owner)
+                log.info("job %s: worker stopping; job re-queued, to resume from its checkpoint", job_id)
             else:
-                self.jobs.finish(job_id, "cancelled", error="cancelled by request")
+                self.jobs.finish(job_id, self.owner, "cancelled", error="cancelled by request")
                 log.info("job %s: cancelled", job_id)
             return
         except CharLMError as exc:
-            self.jobs.finish(job_id, "failed", error=str(exc))
+            self.jobs.finish(job_id, self.owner, "failed", error=str(exc))
             return
         except Exception:
             log.exception("job %s: unexpected error", job_id)
-            self.jobs.finish(job_id, "failed", error="internal error while training")
+            self.jobs.finish(job_id, self.owner, "failed", error="internal error while training")
             return
         finally:
             if not keep:  # only a job that will run again needs its checkpoint
                 shutil.rmtree(job_dir, ignore_errors=True)
-        self.jobs.finish(job_id, "succeeded", version=version)
+        self.jobs.finish(job_id, self.owner, "succeeded", version=version)
         log.info("job %s: model %r version %s is active", job_id, job["model"], version)
 
 
@@ -128,29 +217,45 @@ def _rounded(loss: float | None) -> float | None:
     return None if loss is None else round(loss, 4)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Dinosaurus training worker (started by the service)")
-    parser.add_argument("--store", required=True, type=Path)
-    parser.add_argument("--builtin", required=True, type=Path)
-    parser.add_argument("--parent", required=True, type=int)
-    parser.add_argument("--max-job-seconds", type=float, default=3600.0, help="training time per job at most")
-    parser.add_argument("--log-max-bytes", type=int, default=10 * 1024 * 1024)
-    parser.add_argument("--log-backups", type=int, default=3)
-    args = parser.parse_args(argv)
-    logs.configure(args.store / "logs" / "worker.log", args.log_max_bytes, args.log_backups, console=False)
+def run(settings: Settings, parent_pid: int | None = None) -> None:
+    """Run a worker until SIGTERM (or, for a service's own worker, until that service is gone).
+
+    The service's own worker logs to `<store>/logs/worker.log`; a standalone one to stderr only
+    (its supervisor, systemd or the container engine, keeps it): many of them share the store.
+    """
+    if parent_pid is not None:
+        logs.configure(settings.store_dir / "logs" / "worker.log", settings.log_max_bytes, settings.log_backups,
+                       console=False)
+    else:
+        logging.basicConfig(level=logging.INFO, format=logs.LOG_FORMAT, force=True)
     try:
         os.nice(10)
     except OSError:
         pass
-    worker = Worker(ModelStore(args.store, args.builtin), JobStore(args.store / "jobs.sqlite3"), args.parent,
-                    max_job_seconds=args.max_job_seconds)
+    jobs = settings.open_jobs()
+    worker = Worker(settings.store, jobs, parent_pid, max_job_seconds=settings.max_job_seconds,
+                    checkpoint_seconds=settings.job_checkpoint_seconds)
 
     def on_term(signum: int, frame: object) -> None:
         worker.stopping = True
 
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the service stops us
+    if parent_pid is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the service stops us
+    else:
+        signal.signal(signal.SIGINT, on_term)
+    log.info("worker %s: taking jobs from %s", worker.owner, jobs.engine.url.render_as_string(hide_password=True))
     worker.run_forever()
+    jobs.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The service's own worker (`python -m app.api.worker --store DIR --parent PID`, settings from DINO_*)."""
+    parser = argparse.ArgumentParser(description="Dinosaurus training worker (started by the service)")
+    parser.add_argument("--store", required=True, type=Path)
+    parser.add_argument("--parent", required=True, type=int)
+    args = parser.parse_args(argv)
+    run(Settings(store_dir=args.store), parent_pid=args.parent)
     sys.exit(0)
 
 

@@ -105,7 +105,9 @@ def save(model: TrainedModel, directory: str | Path) -> Path:
             _fsync_write(tmp / "reference.json", json.dumps(model.reference).encode())
         _fsync_write(tmp / "model.json", json.dumps(_metadata(model), indent=2).encode())
         old = None
-        if target.exists():
+        # An empty target (a version number reserved by ModelStore.add_version) is replaced by the
+        # rename itself, atomically: moving it aside first would free the number for a moment.
+        if target.exists() and any(target.iterdir()):
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
         os.rename(tmp, target)

@@ -11,6 +11,7 @@ import importlib.resources
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -64,7 +65,8 @@ class ModelStore:
         vdir = self.root / name / "versions"
         if not NAME_PATTERN.fullmatch(name) or not vdir.is_dir():
             return []
-        return sorted((d.name for d in vdir.iterdir() if d.name.isdigit()), key=int)
+        # A directory without model.json is a number reserved by a write still under way (add_version).
+        return sorted((d.name for d in vdir.iterdir() if d.name.isdigit() and (d / "model.json").is_file()), key=int)
 
     def active_version(self, name: str) -> str:
         if self.is_builtin(name):
@@ -105,8 +107,14 @@ class ModelStore:
             raise InvalidInput(f"{name!r} is a built-in model and cannot be replaced")
         vdir = self.root / name / "versions"
         vdir.mkdir(parents=True, exist_ok=True)
-        existing = [int(v) for v in self.versions(name)]
-        version = str(max(existing, default=0) + 1)
+        number = max((int(d.name) for d in vdir.iterdir() if d.name.isdigit()), default=0) + 1
+        while True:  # reserve the number: two workers (on any hosts) finishing together get two versions
+            try:
+                (vdir / str(number)).mkdir()
+                break
+            except FileExistsError:
+                number += 1
+        version = str(number)
         checkpoint.save(model, vdir / version)
         if activate:
             self.activate(name, version)
@@ -118,9 +126,11 @@ class ModelStore:
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / name / "ACTIVE")
 
-    def remove_partial_writes(self) -> int:
-        """Delete temporary files and directories left by a writer that died mid-write."""
+    def remove_partial_writes(self, older_than: float = 0.0) -> int:
+        """Delete temporary files and directories left by a writer that died mid-write; with a shared
+        store, only those older than `older_than` seconds (another process may be writing the rest)."""
         removed = 0
+        cutoff = time.time() - older_than
         if not self.root.is_dir():
             return 0
         for name_dir in self.root.iterdir():
@@ -128,7 +138,8 @@ class ModelStore:
                 if not parent.is_dir():
                     continue
                 for leftover in parent.glob(".*"):
-                    if any(tag in leftover.name for tag in (".tmp-", ".old-", ".ACTIVE.")):
+                    if any(tag in leftover.name for tag in (".tmp-", ".old-", ".ACTIVE.")) and (
+                            older_than <= 0 or leftover.lstat().st_mtime < cutoff):
                         if leftover.is_dir():
                             shutil.rmtree(leftover, ignore_errors=True)
                         else:
