@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from threadpoolctl import threadpool_limits
 
 from app import __version__
 
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         for name in BUILTIN_MODELS:
             if name in store.names():
                 await asyncio.to_thread(services.registry.get, name)
+        # Sampling steps small batches on the scheduler threads while the event loop serves: one BLAS
+        # thread per call is faster than every call fanning out over both cores and fighting for them.
+        blas = threadpool_limits(1)
         services.ready = True
         watchdog = None
         if settings.start_worker:
@@ -73,6 +77,8 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
                 with contextlib.suppress(asyncio.CancelledError):
                     await watchdog
                 await asyncio.to_thread(services.supervisor.stop)
+            await asyncio.to_thread(services.registry.close)
+            blas.restore_original_limits()
 
     app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
         favicon_url="/favicon.svg",

@@ -1,7 +1,9 @@
 """Loaded models for the API: the active version of each name, swapped without a restart.
 
 A request asks for a model once and keeps that immutable object to the end, so a version that
-becomes active meanwhile is used only by requests that start after it.
+becomes active meanwhile is used only by requests that start after it. Each loaded version has
+its own batching scheduler (app/charlm/batching.py), started on first use and closed when the
+version leaves the cache (after the jobs it has).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import threading
 from collections import OrderedDict
 
 from app.charlm import checkpoint
+from app.charlm.batching import Scheduler, model_stepper
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.store import ModelStore
 
@@ -19,6 +22,7 @@ class ModelRegistry:
         self.store = store
         self.capacity = capacity
         self._cache: OrderedDict[tuple[str, str], TrainedModel] = OrderedDict()
+        self._schedulers: dict[tuple[str, str], Scheduler] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> tuple[TrainedModel, str]:
@@ -35,7 +39,24 @@ class ModelRegistry:
             self._cache[key] = model
             while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
+            for gone in [k for k in self._schedulers if k not in self._cache]:
+                self._schedulers.pop(gone).close(wait=False)
         return model, version
+
+    def scheduler(self, name: str, version: str, model: TrainedModel) -> Scheduler:
+        """The batching scheduler of a loaded version (`model`, from `get`), started on first use."""
+        key = (name, version)
+        with self._lock:
+            if key not in self._schedulers:
+                self._schedulers[key] = Scheduler(model_stepper(model.net, model.params), f"{name}-{version}")
+            return self._schedulers[key]
+
+    def close(self) -> None:
+        """Stop every scheduler once its jobs are done (service shutdown)."""
+        with self._lock:
+            schedulers, self._schedulers = list(self._schedulers.values()), {}
+        for scheduler in schedulers:
+            scheduler.close()
 
     def loaded(self) -> list[tuple[str, str]]:
         with self._lock:
