@@ -43,6 +43,14 @@ class ModelRegistry:
                 self._schedulers.pop(gone).close(wait=False)
         return model, version
 
+    def cached(self, name: str) -> tuple[TrainedModel, str] | None:
+        """`get`'s answer when that version is loaded already, else None: reads one small file at
+        most, so the event loop may ask (ModelNotFound if no such model)."""
+        version = self.store.active_version(name)
+        with self._lock:
+            model = self._cache.get((name, version))
+        return None if model is None else (model, version)
+
     def scheduler(self, name: str, version: str, model: TrainedModel) -> Scheduler:
         """The batching scheduler of a loaded version (`model`, from `get`), started on first use."""
         key = (name, version)

@@ -27,7 +27,7 @@ the pages before it, so a seed's pages never repeat a name and every page is rep
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -266,11 +266,12 @@ def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[
 
 
 def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
-                    opts: NameOptions, rng: np.random.Generator,
-                    should_stop: StopCheck | None = None) -> Job[tuple[list[np.ndarray], int]]:
+                    opts: NameOptions, rng: np.random.Generator, should_stop: StopCheck | None = None,
+                    enough: Callable[[list[np.ndarray]], bool] | None = None) -> Job[tuple[list[np.ndarray], int]]:
     """A job (see `batching`) that draws `batch` names continuing the prefix (whose stream `primed`
     holds, see `prime_names`). Returns the continuations (ids, prefix excluded) of the rows that
-    ended by themselves within the limits, and the row-steps spent.
+    ended by themselves within the limits, and the row-steps spent. `enough` (given the rows ended
+    so far, after each step where some ended) may stop the batch early by answering True.
 
     With a suffix S or a contains string C (and sampling, not greedy), the rows are a guided
     search instead. Walks sample the model as usual but are never returned; at every step each
@@ -314,6 +315,8 @@ def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarra
                                                                 match, length, n0)
         for r in np.flatnonzero(returned):  # once per copy (probes of a suffix may end with several)
             ended.extend([out[r, :pos].copy()] * int(copies[r]))
+        if enough is not None and returned.any() and enough(ended):
+            break
         if length == plan.max_length or not (keep.any() or len(parents)):
             break  # rows still going have hit max_length: they are thrown away
         kept = np.repeat(np.flatnonzero(keep), reps[keep])
@@ -416,6 +419,36 @@ def names_job(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | N
     return [model.case.display(n) for n in page]
 
 
+@dataclass
+class _Taker:
+    """Takes the names of a batch's rows, in order, into `found` until it holds `count`."""
+
+    model: TrainedModel
+    plan: NamePlan
+    count: int
+    taken: set[str]
+    found: dict[str, None]
+    reject: NameFilter | None
+    admitted: list[str] = field(default_factory=list)  # names meeting the constraints, taken or not
+    seen: int = 0  # rows taken so far
+
+    def __call__(self, rows: list[np.ndarray]) -> bool:
+        """Take the names of the rows not seen yet; True once `count` names are found."""
+        for ids in rows[self.seen :]:
+            if len(self.found) == self.count:
+                return True
+            self.seen += 1
+            name = self.plan.prefix + self.model.vocab.decode(ids)
+            if not self.plan.admits(name):
+                continue
+            self.admitted.append(name)
+            if name not in self.taken and name not in self.found and not (self.reject and self.reject(name)):
+                self.found[name] = None
+                if len(self.found) == self.count:
+                    return True
+        return False
+
+
 def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
                  opts: NameOptions, rng: np.random.Generator, taken: set[str], budget: list[int],
                  should_stop: StopCheck | None, reject: NameFilter | None) -> Job[list[str]]:
@@ -433,22 +466,20 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = yield from _generate_steps(model, plan, primed, batch, opts, rng, should_stop)
+        before = len(found)
+        take = _Taker(model, plan, opts.count, taken, found, reject)
+        # Unguided rows are taken in the order they end, so the batch stops once `count` names are
+        # found: the rows still going could only come later. A guided batch is taken in random order.
+        rows, spent = yield from _generate_steps(model, plan, primed, batch, opts, rng, should_stop,
+                                                 enough=None if guided else take)
         budget[0] -= spent
         spent_here += spent
         if guided:  # a batch returns names in order of length: take them in random order
             rows = [rows[i] for i in rng.permutation(len(rows))]
-        names = [plan.prefix + model.vocab.decode(ids) for ids in rows]
-        admitted = [n for n in names if plan.admits(n)]
+        take(rows)
         drawn += batch
-        ended += len(set(admitted)) if guided else len(admitted)  # a probe may return its name several times
-        before = len(found)
-        for name in admitted:
-            if name not in taken and name not in found and not (reject is not None and reject(name)):
-                found[name] = None
-                if len(found) == opts.count:
-                    break
-        stale = stale + 1 if admitted and len(found) == before else 0
+        ended += len(set(take.admitted)) if guided else len(take.admitted)  # a probe may return a name often
+        stale = stale + 1 if take.admitted and len(found) == before else 0
     if len(found) < opts.count:
         raise InvalidInput(_shortfall(model, opts, plan, len(found), drawn, ended))
     return list(found)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
@@ -49,8 +50,23 @@ STRICT_QUERY = Depends(_known_query)
 
 def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:
     """The active version of a model, or 404 naming it."""
-    try:
+    with _model_errors(name):
         return services.registry.get(name)
+
+
+async def load_model_async(services: Services, name: str) -> tuple[TrainedModel, str]:
+    """`load_model` from the event loop: a loaded version at once, else loaded in a thread."""
+    with _model_errors(name):
+        hit = services.registry.cached(name)
+    if hit is not None:
+        return hit
+    return await anyio.to_thread.run_sync(load_model, services, name)
+
+
+@contextmanager
+def _model_errors(name: str) -> Iterator[None]:
+    try:
+        yield
     except ModelNotFound:
         raise HTTPException(404, f"no model named {name!r}") from None
     except InvalidModel:

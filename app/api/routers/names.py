@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request
 
 from app.charlm.beam import most_likely_names
@@ -17,7 +16,7 @@ from app.novelty import novelty
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import NamesOut
-from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, load_model_async, user_errors
 
 router = APIRouter(tags=["names"])
 
@@ -64,7 +63,7 @@ async def get_names(
         out = await services.gate.run(request, ranked)
     else:  # sampled: the rows share the steps of every concurrent request in the model's scheduler
         async with services.gate.admit(request) as budget:
-            loaded, version = await anyio.to_thread.run_sync(load_model, services, model)
+            loaded, version = await load_model_async(services, model)
             scheduler = services.registry.scheduler(model, version, loaded)
             opts, reject = options(loaded)
             with user_errors():
