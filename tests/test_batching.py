@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.api.registry import ModelRegistry
 from app.charlm.batching import BLOCK_SIZES, SAFE_SIZES, Scheduler, blocked, exact_sizes, model_stepper
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, WorkStopped
@@ -149,3 +150,19 @@ def test_http_answers_do_not_depend_on_concurrent_requests(tmp_path: Path) -> No
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(lambda q: client.get("/names", params=q).json()["names"], queries * 3))
     assert together == alone * 3
+
+
+def test_each_loaded_version_has_one_scheduler_closed_with_it(tmp_path: Path) -> None:
+    registry = ModelRegistry(ModelStore(tmp_path), capacity=1)
+    model, version, scheduler = registry.engine("dinos")
+    assert registry.cached_engine("dinos") == (model, version, scheduler)
+    assert registry.engine("dinos")[2] is scheduler  # shared by every request for that version
+    assert scheduler.submit(names_job(model, NameOptions(count=2, seed=0))).result(timeout=60)
+    registry.get("shakespeare")  # evicts dinos (capacity 1): its scheduler takes no more jobs
+    assert registry.cached_engine("dinos") is None
+    with pytest.raises(RuntimeError, match="closed"):
+        scheduler.submit(names_job(model, NameOptions()))
+    fresh = registry.engine("dinos")[2]
+    registry.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        fresh.submit(names_job(model, NameOptions()))

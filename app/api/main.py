@@ -59,7 +59,9 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         app.state.services = services
         for name in BUILTIN_MODELS:
             if name in store.names():
-                await asyncio.to_thread(services.registry.get, name)
+                model, _ = await asyncio.to_thread(services.registry.get, name)
+                if model.kind == "names":  # its batching scheduler too, before the first request
+                    await asyncio.to_thread(services.registry.engine, name)
         # Sampling steps small batches on the scheduler threads while the event loop serves: one BLAS
         # thread per call is faster than every call fanning out over both cores and fighting for them.
         blas = threadpool_limits(1)

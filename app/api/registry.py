@@ -43,21 +43,28 @@ class ModelRegistry:
                 self._schedulers.pop(gone).close(wait=False)
         return model, version
 
-    def cached(self, name: str) -> tuple[TrainedModel, str] | None:
-        """`get`'s answer when that version is loaded already, else None: reads one small file at
-        most, so the event loop may ask (ModelNotFound if no such model)."""
-        version = self.store.active_version(name)
+    def cached_engine(self, name: str) -> tuple[TrainedModel, str, Scheduler] | None:
+        """`engine`'s answer when that version is loaded and its scheduler started, else None:
+        reads one small file at most, so the event loop may ask (ModelNotFound if no such model)."""
+        key = (name, self.store.active_version(name))
         with self._lock:
-            model = self._cache.get((name, version))
-        return None if model is None else (model, version)
+            model, scheduler = self._cache.get(key), self._schedulers.get(key)
+        return None if model is None or scheduler is None else (model, key[1], scheduler)
 
-    def scheduler(self, name: str, version: str, model: TrainedModel) -> Scheduler:
-        """The batching scheduler of a loaded version (`model`, from `get`), started on first use."""
+    def engine(self, name: str) -> tuple[TrainedModel, str, Scheduler]:
+        """`get`, and the batching scheduler of that version, started on first use (checking its
+        block sizes takes a few steps of the model: call from a thread)."""
+        model, version = self.get(name)
         key = (name, version)
         with self._lock:
-            if key not in self._schedulers:
-                self._schedulers[key] = Scheduler(model_stepper(model.net, model.params), f"{name}-{version}")
-            return self._schedulers[key]
+            scheduler = self._schedulers.get(key)
+        if scheduler is None:
+            started = Scheduler(model_stepper(model.net, model.params), f"{name}-{version}")
+            with self._lock:
+                scheduler = self._schedulers.setdefault(key, started)
+            if scheduler is not started:
+                started.close(wait=False)
+        return model, version, scheduler
 
     def close(self) -> None:
         """Stop every scheduler once its jobs are done (service shutdown)."""

@@ -10,6 +10,7 @@ import anyio
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
+from app.charlm.batching import Scheduler
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
 
@@ -28,8 +29,9 @@ BUSY: dict[int | str, dict[str, object]] = {
 RAW_QUERY_KEYS = "dino.query_keys"  # scope key: the query's keys before blank values were dropped
 
 
-def _known_query(request: Request) -> None:
-    """422 naming every query parameter the route does not declare (a typo must not be ignored)."""
+async def _known_query(request: Request) -> None:
+    """422 naming every query parameter the route does not declare (a typo must not be ignored).
+    Async, though it never waits: FastAPI would run a plain function in a thread, once per request."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -54,13 +56,12 @@ def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:
         return services.registry.get(name)
 
 
-async def load_model_async(services: Services, name: str) -> tuple[TrainedModel, str]:
-    """`load_model` from the event loop: a loaded version at once, else loaded in a thread."""
+async def load_engine(services: Services, name: str) -> tuple[TrainedModel, str, Scheduler]:
+    """The active version of a model with its batching scheduler, or 404 naming it; from the event
+    loop at once when both are ready, else in a thread."""
     with _model_errors(name):
-        hit = services.registry.cached(name)
-    if hit is not None:
-        return hit
-    return await anyio.to_thread.run_sync(load_model, services, name)
+        hit = services.registry.cached_engine(name)
+        return hit if hit is not None else await anyio.to_thread.run_sync(services.registry.engine, name)
 
 
 @contextmanager

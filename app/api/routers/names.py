@@ -16,7 +16,7 @@ from app.novelty import novelty
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import NamesOut
-from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, load_model_async, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_engine, load_model, user_errors
 
 router = APIRouter(tags=["names"])
 
@@ -63,8 +63,7 @@ async def get_names(
         out = await services.gate.run(request, ranked)
     else:  # sampled: the rows share the steps of every concurrent request in the model's scheduler
         async with services.gate.admit(request) as budget:
-            loaded, version = await load_model_async(services, model)
-            scheduler = services.registry.scheduler(model, version, loaded)
+            loaded, version, scheduler = await load_engine(services, model)
             opts, reject = options(loaded)
             with user_errors():
                 names = await asyncio.wrap_future(scheduler.submit(names_job(loaded, opts, budget.start(), reject)))
