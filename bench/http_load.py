@@ -7,10 +7,14 @@ per phase, the ratios the README quotes, and the model's FLOP limit on this mach
 rate of the bare network step (one BLAS thread, a block of 128 rows) divided by the row-steps a
 /names?count=7 request takes (counted on 200 seeded requests), i.e. the requests/s one core could
 give if it did nothing but the matrix products.
+
+`--baseline DIR` also serves another checkout (e.g. `git archive main`) and alternates the idle
+phases of both servers twice, for a before/after in the same conditions.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import subprocess
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import DINOS, machine, serving, timer
+from _common import DINOS, ROOT, machine, serving, timer
 from threadpoolctl import threadpool_limits
 
 from app.charlm.batching import BLOCK_SIZES, run_alone
@@ -83,10 +87,27 @@ def flop_limit() -> tuple[float, float, float]:
     return per_request, flop, flop * n / best
 
 
+def compare(baseline: Path) -> None:
+    """Idle /healthz and /names?count=7 on the baseline checkout and on this one, alternated twice."""
+    for _ in range(2):
+        for label, root in (("baseline", baseline), ("this", ROOT)):
+            with serving(root=root) as (url, _):
+                httpx.get(url + NAMES, timeout=30)
+                health, names = wrk(url + "/healthz"), wrk(url + NAMES)
+            report(f"{label} idle /healthz", health)
+            report(f"{label} idle {NAMES}", names)
+            print(f"{label}: {NAMES} vs /healthz {names['rps'] / health['rps']:.1%}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with (idle phases only)")
+    args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     print(f"machine: {machine()}; the server samples with 1 BLAS thread")
+    if args.baseline is not None:
+        compare(args.baseline)
     per_request, flop, rate = flop_limit()
     with serving() as (url, _):
         httpx.get(url + NAMES, timeout=30)  # the scheduler starts on first use

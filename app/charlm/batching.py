@@ -86,7 +86,7 @@ def model_stepper(net: CharModel, params: Params) -> Stepper:
 def exact_sizes(step: Stepper, ids: np.ndarray, state: ModelState) -> tuple[int, ...]:
     """BLOCK_SIZES if, on this machine, each of them gives the rows of the batch `ids` (at least
     BLOCK_SIZES[-1] rows) and `state` the same bits as the largest block does (also with the rows
-    shifted one place), else SAFE_SIZES. Costs one step of each size (about 25 ms on the 2x256 LSTM)."""
+    shifted one place), else SAFE_SIZES. Costs one step of each size (about 30 ms on the 2x256 LSTM)."""
     n = BLOCK_SIZES[-1]
     ids, state = ids[:n], [tuple(a[:n] for a in s) for s in state]
     ref = _flat(step(ids, state))

@@ -19,6 +19,9 @@ distinct names drawn by plain rejection, but likely names saturate sooner. A bat
 are taken in random order, since short names finish first. Measured on a tiny model against
 exhaustive enumeration in tests/test_constraints.py.
 
+A names request is a job (`batching`): a generator that hands each network step to its driver,
+`sample_names` alone or a model's `Scheduler` amid other requests, with the same answer either way.
+
 Pages: page p of a seed is the p-th run of `count` distinct names drawn with the generator
 seeded (seed, p) (page 1: seed alone, as before pages existed), each run excluding every name of
 the pages before it, so a seed's pages never repeat a name and every page is reproducible.
