@@ -193,7 +193,9 @@ def test_page_has_the_test_hooks(client: TestClient) -> None:
     for hook in ("names-count", "names-model", "names-temperature", "names-generate", "names-list", "poem-prompt",
                  "poem-generate", "poem-output", "train-file", "train-name", "train-submit", "job-status",
                  "loss-chart", "error", "names-suffix", "names-contains", "names-exclude", "names-novel", "names-seed",
-                 "names-more", "names-mode", "score-input", "score-submit", "score-output"):
+                 "names-more", "names-mode", "score-input", "score-submit", "score-output", "names-prefix",
+                 "poem-lines", "poem-temperature", "train-epochs", "train-budget", "train-case", "train-token",
+                 "job-eta", "job-cancel"):
         assert f'data-testid="{hook}"' in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
 

@@ -78,3 +78,13 @@ def test_info_is_in_the_schema_and_ignores_queued_jobs(client: TestClient) -> No
     assert upload(client, NAMES_FILE).status_code == 202  # type: ignore[attr-defined]
     assert client.get("/info").json()["models"] == before  # queued, not trained: nothing new to serve
     assert json.loads(client.get("/openapi.json").text)["paths"]["/info"]["get"]
+
+
+def test_info_says_what_writes_need(tmp_path: Path) -> None:
+    """The page shows its token field when this says `token` (the three cases of deps.require_writer)."""
+    with make_client(tmp_path / "a") as c:  # a token is configured
+        assert c.get("/info").json()["write_access"] == "token"
+    for loopback_writes, expected in ((True, "loopback"), (False, "off")):
+        settings = Settings(store_dir=tmp_path / expected, start_worker=False)
+        with TestClient(create_app(settings, loopback_writes=loopback_writes)) as c:
+            assert c.get("/info").json()["write_access"] == expected

@@ -112,8 +112,14 @@ class InfoModel(BaseModel):
     size_bytes: int = Field(description="bytes on disk of the active version's directory")
 
 
+WriteAccess = Literal["token", "loopback", "off"]
+
+
 class InfoOut(BaseModel):
     version: str = Field(description="the package's version")
     commit: str | None = Field(description="git commit the server was built from; null if unknown")
     models: list[InfoModel]
     limits: dict[str, int] = Field(description="request limits this server enforces")
+    write_access: WriteAccess = Field(
+        description="what POST /train and cancel need: token (a bearer token, DINO_ADMIN_TOKEN), loopback "
+                    "(a client on this machine), off (no writes: listening beyond loopback with no token set)")

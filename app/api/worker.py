@@ -69,8 +69,8 @@ class Worker:
 
         def on_progress(p: Progress) -> None:
             if p.event == "epoch":
-                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss,
-                                               "val_loss": p.val_loss, "seconds": p.seconds}))
+                history.append(_history_entry({"epoch": p.epoch, "train_loss": p.train_loss, "val_loss": p.val_loss,
+                                               "best_val_loss": p.best_val_loss, "seconds": p.seconds}))
             self.jobs.report(job_id, p.fraction, p.epoch, history, p.eta_seconds,
                              epochs_total=p.epochs if p.steps else None)  # None: the time budget decides
 
@@ -120,7 +120,8 @@ class Worker:
 def _history_entry(epoch: dict[str, Any]) -> dict[str, Any]:
     """One epoch of a job's loss history, as the API shows it."""
     return {"epoch": epoch["epoch"], "train_loss": _rounded(epoch["train_loss"]),
-            "val_loss": _rounded(epoch["val_loss"]), "seconds": round(epoch["seconds"], 1)}
+            "val_loss": _rounded(epoch["val_loss"]), "best_val_loss": _rounded(epoch.get("best_val_loss")),
+            "seconds": round(epoch["seconds"], 1)}
 
 
 def _rounded(loss: float | None) -> float | None:

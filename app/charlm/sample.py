@@ -29,7 +29,7 @@ the pages before it, so a seed's pages never repeat a name and every page is rep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -544,17 +544,22 @@ class PoemOptions:
 
 
 def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck | None = None) -> str:
-    """The continuation of the prompt: `length` characters, or up to `lines` complete lines (a blank
-    line does not count: a run of newlines is no verse).
+    """The continuation of the prompt, whole: the pieces of `stream_text` joined."""
+    return "".join(stream_text(model, opts, should_stop))
 
-    `should_stop` is asked once per generated character; when it answers True, WorkStopped is raised.
+
+def stream_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck | None = None) -> Iterator[str]:
+    """The continuation of the prompt one character at a time, as it is drawn: `length` characters,
+    or up to `lines` complete lines (a blank line does not count: a run of newlines is no verse).
+
+    The options are checked at the first `next` (InvalidInput). `should_stop` is asked once per
+    generated character; when it answers True, WorkStopped is raised.
     """
     text = opts.check(model)
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
     logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), should_stop)
     limit = MAX_POEM_CHARS if opts.lines is not None else opts.length
-    out: list[str] = []
     lines = 0
     line_has_text = bool(text.rsplit("\n", 1)[-1].strip())  # the prompt may end mid-line
     for _ in range(limit):
@@ -568,6 +573,5 @@ def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck
                 break
         else:
             line_has_text = line_has_text or not ch.isspace()
-        out.append(ch)
+        yield ch
         logits, state = step(i, state)
-    return "".join(out)

@@ -36,9 +36,12 @@ async def _known_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {p.alias for p in dependant.query_params}
-    for dep in dependant.dependencies:
+    known: set[str] = set()
+    todo = [dependant]
+    while todo:  # the route's own query and that of its dependencies, at any depth
+        dep = todo.pop()
         known |= {p.alias for p in dep.query_params}
+        todo.extend(dep.dependencies)
     keys = request.scope.get(RAW_QUERY_KEYS, list(request.query_params.keys()))
     unknown = [k for k in dict.fromkeys(keys) if k not in known]
     if unknown:

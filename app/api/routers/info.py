@@ -12,7 +12,7 @@ from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_POEM_CHARS, MAX_PRO
 from app.locations import checkout_commit
 
 from ..deps import ServicesDep
-from ..schemas import InfoModel, InfoOut
+from ..schemas import InfoModel, InfoOut, WriteAccess
 
 router = APIRouter(tags=["operations"])
 
@@ -38,4 +38,6 @@ def info(services: ServicesDep) -> InfoOut:
         "max_poem_chars": MAX_POEM_CHARS,
         "max_prompt_chars": MAX_PROMPT_CHARS,
     }
-    return InfoOut(version=__version__, commit=settings.commit or checkout_commit(), models=models, limits=limits)
+    access: WriteAccess = "token" if settings.admin_token else "loopback" if services.loopback_writes else "off"
+    return InfoOut(version=__version__, commit=settings.commit or checkout_commit(), models=models, limits=limits,
+                   write_access=access)
