@@ -98,13 +98,14 @@ def wait_answering(url: str, proc: subprocess.Popen[bytes], seconds: float = 60.
 
 
 @contextmanager
-def serving(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port)."""
+def serving(env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[tuple[str, int]]:
+    """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port).
+    `root`: the checkout whose `app` to serve (another one, e.g. the main branch, for a before/after)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as store:
         environ = {**os.environ, "DINO_STORE_DIR": store, **(env or {})}
-        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=environ,
+        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=root, env=environ,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_answering(url + "/readyz", server)

@@ -1,74 +1,139 @@
-"""HTTP load: 8 concurrent clients against a real server, idle and while a job trains.
+"""HTTP load with wrk: /names?count=7 against /healthz on one server, idle and while a job trains.
 
-Prints requests/s of /healthz and /names?count=7 on an idle server, then /names throughput
-and p99 latency while the worker trains on the dinosaur names; every phase counts failures.
-Traffic goes only to 127.0.0.1; each phase is bounded in time.
+`wrk -t1 -c8 -d8s --latency` (apt-get install wrk) against one `python -m app serve` on a free
+loopback port, phases side by side in one run: /healthz, /names?count=7, a training job starts,
+/names?count=7 and /healthz again while it trains. Prints requests/s, p50/p99 latency and errors
+per phase, the ratios the README quotes, and the model's FLOP limit on this machine: the best
+rate of the bare network step (one BLAS thread, a block of 128 rows) divided by the row-steps a
+/names?count=7 request takes (counted on 200 seeded requests), i.e. the requests/s one core could
+give if it did nothing but the matrix products.
+
+`--baseline DIR` also serves another checkout (e.g. `git archive main`) and alternates the idle
+phases of both servers twice, for a before/after in the same conditions.
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
+import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import DINOS, serving
+from _common import DINOS, ROOT, machine, serving, timer
+from threadpoolctl import threadpool_limits
 
-CLIENTS = 8
-SECONDS = 8.0
+from app.charlm.batching import BLOCK_SIZES, run_alone
+from app.charlm.model import ModelState
+from app.charlm.sample import NameOptions, names_job
+from app.charlm.store import ModelStore
 
-
-async def hammer(url: str, path: str, seconds: float = SECONDS) -> tuple[float, np.ndarray, int]:
-    """(requests per second, latencies in seconds, failures) for CLIENTS concurrent loops."""
-    latencies: list[float] = []
-    failures = 0
-    deadline = time.perf_counter() + seconds
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        nonlocal failures
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            try:
-                r = await client.get(path)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - start)
-            failures += not ok
-
-    start = time.perf_counter()
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        await asyncio.gather(*(client_loop(client) for _ in range(CLIENTS)))
-    return len(latencies) / (time.perf_counter() - start), np.array(latencies), failures
+SECONDS = 8
+CONNECTIONS = 8
+NAMES = "/names?count=7"
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
-def report(label: str, rps: float, lat: np.ndarray, failures: int) -> None:
-    print(f"{label:<28} {rps:8.0f} req/s   p50 {np.percentile(lat, 50) * 1000:6.1f} ms   "
-          f"p99 {np.percentile(lat, 99) * 1000:6.1f} ms   failures {failures}")
+def wrk(url: str) -> dict[str, float]:
+    """One wrk run: requests/s, p50 and p99 in ms, and errors (non-2xx answers and socket errors)."""
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        return float(value) * UNITS[unit]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(g) for g in sockets.groups()) if sockets else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": errors}
 
 
-async def main() -> None:
+def report(label: str, r: dict[str, float]) -> None:
+    print(f"{label:<30} {r['rps']:8.1f} req/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms   "
+          f"errors {r['errors']:.0f}")
+
+
+def flop_limit() -> tuple[float, float, float]:
+    """(row-steps per /names?count=7 request, FLOP per row-step, the step's best FLOP/s here)."""
+    model = ModelStore().load("dinos")
+    step = model.net.stepper(model.params)
+    rows: list[int] = []
+
+    def counting(ids: np.ndarray, state: ModelState) -> tuple[np.ndarray, ModelState]:
+        rows.append(len(ids))
+        return step(ids, state)
+
+    for seed in range(200):
+        run_alone(names_job(model, NameOptions(count=7, seed=seed)), counting)
+    per_request = sum(rows) / 200
+    # multiply-adds per row-step: every matrix but layer 0's input one (a row gather), x2 for FLOP
+    flop = 2 * sum(v.size for k, v in model.params.items() if v.ndim == 2 and k != "l0.Wx")
+    n = BLOCK_SIZES[-1]
+    state = model.net.zero_state(n, model.params["Wy"].dtype)
+    ids = np.ones(n, dtype=np.int64)
+    best = np.inf
+    with threadpool_limits(1):
+        for _ in range(30):
+            with timer() as t:
+                step(ids, state)
+            best = min(best, t())
+    return per_request, flop, flop * n / best
+
+
+def compare(baseline: Path) -> None:
+    """Idle /healthz and /names?count=7 on the baseline checkout and on this one, alternated twice."""
+    for _ in range(2):
+        for label, root in (("baseline", baseline), ("this", ROOT)):
+            with serving(root=root) as (url, _):
+                httpx.get(url + NAMES, timeout=30)
+                health, names = wrk(url + "/healthz"), wrk(url + NAMES)
+            report(f"{label} idle /healthz", health)
+            report(f"{label} idle {NAMES}", names)
+            print(f"{label}: {NAMES} vs /healthz {names['rps'] / health['rps']:.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", type=Path, help="another checkout to compare with (idle phases only)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    print(f"machine: {machine()}; the server samples with 1 BLAS thread")
+    if args.baseline is not None:
+        compare(args.baseline)
+    per_request, flop, rate = flop_limit()
     with serving() as (url, _):
-        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
-            health = await hammer(url, "/healthz")
-            report("idle /healthz", *health)
-            idle = await hammer(url, "/names?count=7")
-            report("idle /names?count=7", *idle)
-            files = {"file": ("dinos.txt", Path(DINOS).read_bytes(), "text/plain")}
-            job = (await c.post("/train", files=files, data={"name": "loadtest", "epochs": "500"})).json()
-            while (await c.get(f"/jobs/{job['job_id']}")).json()["status"] != "running":
-                await asyncio.sleep(0.1)
-            busy = await hammer(url, "/names?count=7")
-            report("training /names?count=7", *busy)
-            state = (await c.get(f"/jobs/{job['job_id']}")).json()
-            await c.post(f"/jobs/{job['job_id']}/cancel")
-        print(f"job was {state['status']} at epoch {state['epochs_done']} during the busy phase")
-        print(f"/names idle vs /healthz: {idle[0] / health[0]:.0%} (goal >= 50%)")
-        print(f"/names training vs idle: {busy[0] / idle[0]:.0%} (goal >= 50%), "
-              f"p99 {np.percentile(busy[1], 99) * 1000:.1f} ms (goal < 100 ms)")
-        print(f"failed requests: {health[2] + idle[2] + busy[2]} (goal 0)")
+        httpx.get(url + NAMES, timeout=30)  # the scheduler starts on first use
+        health = wrk(url + "/healthz")
+        report("idle /healthz", health)
+        idle = wrk(url + NAMES)
+        report(f"idle {NAMES}", idle)
+        files = {"file": ("dinos.txt", Path(DINOS).read_bytes(), "text/plain")}
+        job = httpx.post(url + "/train", files=files, data={"name": "loadtest", "epochs": "500"}, timeout=30).json()
+        while httpx.get(f"{url}/jobs/{job['job_id']}", timeout=30).json()["status"] != "running":
+            time.sleep(0.1)
+        busy = wrk(url + NAMES)
+        report(f"training {NAMES}", busy)
+        busy_health = wrk(url + "/healthz")
+        report("training /healthz", busy_health)
+        state = httpx.get(f"{url}/jobs/{job['job_id']}", timeout=30).json()
+        httpx.post(f"{url}/jobs/{job['job_id']}/cancel", timeout=30)
+    print(f"job was {state['status']} at epoch {state['epochs_done']} during the training phase")
+    print(f"{NAMES} vs /healthz: idle {idle['rps'] / health['rps']:.1%}, while training "
+          f"{busy['rps'] / busy_health['rps']:.1%} (goal >= 30%)")
+    print(f"p99 of {NAMES}: idle {idle['p99']:.1f} ms, while training {busy['p99']:.1f} ms (goal < 100 ms)")
+    print(f"errors: {sum(r['errors'] for r in (health, idle, busy, busy_health)):.0f} (goal 0)")
+    print(f"FLOP limit: {per_request:.0f} row-steps x {flop / 1e6:.2f} MFLOP per request, step at "
+          f"{rate / 1e9:.1f} GFLOP/s on one core -> {rate / (per_request * flop):.0f} req/s; measured idle "
+          f"{idle['rps']:.0f} req/s ({idle['rps'] * per_request * flop / rate:.0%} of the limit)")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -1,10 +1,11 @@
 """Admission control and a work budget for sampling requests (GET /names, GET /poem).
 
-Sampling never runs on the event loop: it goes to `threads` worker threads (one per core: more
-would only fight the event loop for the GIL), and at most `capacity` requests are admitted at a
-time, running or waiting for a thread; more get 429 with Retry-After, so light endpoints keep
-answering. Each request may sample for `seconds` at most once its thread starts (then 422) and
-stops as soon as its client disconnects: the sampler polls `should_stop` once per generation step.
+Sampling never runs on the event loop: names go to their model's batching scheduler (`admit`,
+app/charlm/batching.py), other work to `threads` worker threads (`run`; one per core: more would
+only fight the event loop for the GIL). At most `capacity` requests are admitted at a time,
+running or waiting; more get 429 with Retry-After, so light endpoints keep answering. Each
+request may sample for `seconds` at most once its sampling starts (then 422) and stops as soon
+as its client disconnects: the sampler polls `should_stop` once per generation step.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
@@ -27,6 +29,19 @@ StopCheck = Callable[[], bool]
 CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, but metrics and logs show it
 
 
+class Budget:
+    """An admitted request's stop rule: its client went away, or its sampling time is spent."""
+
+    def __init__(self, gone: threading.Event, seconds: float) -> None:
+        self.gone = gone
+        self.seconds = seconds
+
+    def start(self) -> StopCheck:
+        """The request's `should_stop`, its `seconds` counted from now (when its sampling starts)."""
+        deadline = time.monotonic() + self.seconds
+        return lambda: self.gone.is_set() or time.monotonic() >= deadline
+
+
 class SamplingGate:
     def __init__(self, capacity: int, seconds: float, metrics: Metrics, threads: int = 2) -> None:
         self.capacity = capacity
@@ -37,20 +52,22 @@ class SamplingGate:
 
     async def run(self, request: Request, work: Callable[[StopCheck], T]) -> T:
         """`work(should_stop)` in a thread under this gate's admission rule and work budget."""
+        async with self.admit(request) as budget:
+            return await anyio.to_thread.run_sync(lambda: work(budget.start()), limiter=self.limiter)
+
+    @asynccontextmanager
+    async def admit(self, request: Request) -> AsyncIterator[Budget]:
+        """Admit a request (else 429) for work that stops on the yielded budget (its WorkStopped
+        becomes 499 when the client left, else 422)."""
         if self.in_flight >= self.capacity:
             self.metrics.refused.inc()
             raise HTTPException(429, f"the server is busy: {self.capacity} sampling requests are running; "
                                 "retry in a second", headers={"Retry-After": "1"})
         self.in_flight += 1
         gone = threading.Event()
-
-        def timed_work() -> T:
-            deadline = time.monotonic() + self.seconds
-            return work(lambda: gone.is_set() or time.monotonic() >= deadline)
-
         watcher = asyncio.create_task(_set_when_disconnected(request, gone))
         try:
-            return await anyio.to_thread.run_sync(timed_work, limiter=self.limiter)
+            yield Budget(gone, self.seconds)
         except WorkStopped:
             if gone.is_set():
                 self.metrics.stopped.labels("disconnect").inc()
@@ -60,7 +77,7 @@ class SamplingGate:
                                 "fewer or shorter results, relax the length limits or raise the temperature "
                                 "or top_k") from None
         finally:
-            gone.set()  # if this request was cancelled (shutdown), its thread stops at the next step
+            gone.set()  # if this request was cancelled (shutdown), its work stops at the next step
             watcher.cancel()
             self.in_flight -= 1
 

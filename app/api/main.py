@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from threadpoolctl import threadpool_limits
 
 from app import __version__
 
@@ -61,7 +62,12 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         app.state.services = services
         for name in BUILTIN_MODELS:
             if name in store.names():
-                await asyncio.to_thread(services.registry.get, name)
+                model, _ = await asyncio.to_thread(services.registry.get, name)
+                if model.kind == "names":  # its batching scheduler too, before the first request
+                    await asyncio.to_thread(services.registry.engine, name)
+        # Sampling steps small batches on the scheduler threads while the event loop serves: one BLAS
+        # thread per call is faster than every call fanning out over both cores and fighting for them.
+        blas = threadpool_limits(1)
         services.ready = True
         watchdog = None
         if settings.start_worker:
@@ -77,6 +83,8 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
                     await watchdog
                 await asyncio.to_thread(services.supervisor.stop)
             jobs_db.close()
+            await asyncio.to_thread(services.registry.close)
+            blas.restore_original_limits()
 
     app = FastAPIOffline(  # /docs and /redoc with their scripts served by us: they work offline
         favicon_url="/favicon.svg",

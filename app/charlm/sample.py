@@ -19,6 +19,9 @@ distinct names drawn by plain rejection, but likely names saturate sooner. A bat
 are taken in random order, since short names finish first. Measured on a tiny model against
 exhaustive enumeration in tests/test_constraints.py.
 
+A names request is a job (`batching`): a generator that hands each network step to its driver,
+`sample_names` alone or a model's `Scheduler` amid other requests, with the same answer either way.
+
 Pages: page p of a seed is the p-th run of `count` distinct names drawn with the generator
 seeded (seed, p) (page 1: seed alone, as before pages existed), each run excluding every name of
 the pages before it, so a seed's pages never repeat a name and every page is reproducible.
@@ -27,11 +30,12 @@ the pages before it, so a seed's pages never repeat a name and every page is rep
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .batching import Job, model_stepper, run_alone
 from .checkpoint import TrainedModel
 from .errors import InvalidInput, WorkStopped
 from .guide import Guide
@@ -104,22 +108,34 @@ def probabilities(logits: np.ndarray, temperature: float, top_k: int | None) -> 
     return w / w.sum(axis=1, keepdims=True)
 
 
-def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
-           should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
-    """Feed `ids` to one fresh stream; returns the last logits (1, V) and the state."""
+def _prime_steps(net: CharModel, dtype: Any, ids: np.ndarray,
+                 should_stop: StopCheck | None = None) -> Job[tuple[np.ndarray, ModelState]]:
+    """Feed `ids` to one fresh stream, a step at a time (a job: see `batching`); returns the
+    last logits (1, V) and the state."""
     state = net.zero_state(1, dtype)
     logits = np.empty(0)
     for i in ids:
         _poll(should_stop)
-        logits, state = step(np.full(1, i), state)
+        logits, state = yield np.full(1, i), state
     return logits, state
+
+
+def _prime(net: CharModel, step: Stepper, dtype: Any, ids: np.ndarray,
+           should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
+    """Feed `ids` to one fresh stream; returns the last logits (1, V) and the state."""
+    return run_alone(_prime_steps(net, dtype, ids, should_stop), step)
+
+
+def _prime_names_steps(model: TrainedModel, plan: NamePlan,
+                       should_stop: StopCheck | None = None) -> Job[tuple[np.ndarray, ModelState]]:
+    ids = np.concatenate([[0], model.vocab.encode(plan.prefix)])
+    return (yield from _prime_steps(model.net, model.params["Wy"].dtype, ids, should_stop))
 
 
 def prime_names(model: TrainedModel, step: Stepper, plan: NamePlan,
                 should_stop: StopCheck | None = None) -> tuple[np.ndarray, ModelState]:
     """The start of every name of a request: one stream fed the start token and the prefix."""
-    ids = np.concatenate([[0], model.vocab.encode(plan.prefix)])
-    return _prime(model.net, step, model.params["Wy"].dtype, ids, should_stop)
+    return run_alone(_prime_names_steps(model, plan, should_stop), step)
 
 
 def _tile(logits: np.ndarray, state: ModelState, batch: int) -> tuple[np.ndarray, ModelState]:
@@ -248,9 +264,17 @@ class NameOptions:
 def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
               opts: NameOptions, rng: np.random.Generator,
               should_stop: StopCheck | None = None) -> tuple[list[np.ndarray], int]:
-    """Draw `batch` names continuing the prefix (whose stream `primed` holds, see `prime_names`).
-    Returns the continuations (ids, prefix excluded) of the rows that ended by themselves within
-    the limits, and the row-steps spent.
+    """`_generate_steps` driven alone by `step`."""
+    return run_alone(_generate_steps(model, plan, primed, batch, opts, rng, should_stop), step)
+
+
+def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
+                    opts: NameOptions, rng: np.random.Generator, should_stop: StopCheck | None = None,
+                    enough: Callable[[list[np.ndarray]], bool] | None = None) -> Job[tuple[list[np.ndarray], int]]:
+    """A job (see `batching`) that draws `batch` names continuing the prefix (whose stream `primed`
+    holds, see `prime_names`). Returns the continuations (ids, prefix excluded) of the rows that
+    ended by themselves within the limits, and the row-steps spent. `enough` (given the rows ended
+    so far, after each step where some ended) may stop the batch early by answering True.
 
     With a suffix S or a contains string C (and sampling, not greedy), the rows are a guided
     search instead. Walks sample the model as usual but are never returned; at every step each
@@ -294,6 +318,8 @@ def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[
                                                                 match, length, n0)
         for r in np.flatnonzero(returned):  # once per copy (probes of a suffix may end with several)
             ended.extend([out[r, :pos].copy()] * int(copies[r]))
+        if enough is not None and returned.any() and enough(ended):
+            break
         if length == plan.max_length or not (keep.any() or len(parents)):
             break  # rows still going have hit max_length: they are thrown away
         kept = np.repeat(np.flatnonzero(keep), reps[keep])
@@ -307,7 +333,7 @@ def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[
         out[:, pos] = ids
         last = ids
         state = [tuple(a[rows] for a in s) for s in state]
-        logits, state = step(ids, state)
+        logits, state = yield ids, state
     return ended, work
 
 
@@ -373,26 +399,62 @@ def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck 
     case style. `reject` (model form -> bool) drops more names, e.g. near-copies of training names.
 
     Raises InvalidInput with advice when the work bound (MAX_ROW_STEPS) is spent first, and
-    WorkStopped when `should_stop` (asked once per generation step) answers True.
+    WorkStopped when `should_stop` (asked once per generation step) answers True. The steps run
+    in blocks (`batching.model_stepper`), so the answer equals that of the same job in a `Scheduler`.
     """
+    return run_alone(names_job(model, opts, should_stop, reject), model_stepper(model.net, model.params))
+
+
+def names_job(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None,
+              reject: NameFilter | None = None) -> Job[list[str]]:
+    """`sample_names` as a job (see `batching`): hand it to a `Scheduler` to share its steps."""
     plan = opts.check(model)
     _check(opts.mode == "sample", "mode beam is served by beam.most_likely_names")
     taken: set[str] = set(model.names) if opts.novel else set()
-    step = model.net.stepper(model.params)
     budget = [MAX_ROW_STEPS]
-    primed = prime_names(model, step, plan, should_stop)
+    primed = yield from _prime_names_steps(model, plan, should_stop)
     page: list[str] = []
     for number in range(1, opts.page + 1):
         seed = opts.seed if number == 1 or opts.seed is None else [opts.seed, number]
         rng = np.random.default_rng(seed)
-        page = _sample_page(model, step, plan, primed, opts, rng, taken, budget, should_stop, reject)
+        page = yield from _sample_page(model, plan, primed, opts, rng, taken, budget, should_stop, reject)
         taken.update(page)
     return [model.case.display(n) for n in page]
 
 
-def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
+@dataclass
+class _Taker:
+    """Takes the names of a batch's rows, in order, into `found` until it holds `count`."""
+
+    model: TrainedModel
+    plan: NamePlan
+    count: int
+    taken: set[str]
+    found: dict[str, None]
+    reject: NameFilter | None
+    admitted: list[str] = field(default_factory=list)  # names meeting the constraints, taken or not
+    seen: int = 0  # rows taken so far
+
+    def __call__(self, rows: list[np.ndarray]) -> bool:
+        """Take the names of the rows not seen yet; True once `count` names are found."""
+        for ids in rows[self.seen :]:
+            if len(self.found) == self.count:
+                return True
+            self.seen += 1
+            name = self.plan.prefix + self.model.vocab.decode(ids)
+            if not self.plan.admits(name):
+                continue
+            self.admitted.append(name)
+            if name not in self.taken and name not in self.found and not (self.reject and self.reject(name)):
+                self.found[name] = None
+                if len(self.found) == self.count:
+                    return True
+        return False
+
+
+def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
                  opts: NameOptions, rng: np.random.Generator, taken: set[str], budget: list[int],
-                 should_stop: StopCheck | None, reject: NameFilter | None) -> list[str]:
+                 should_stop: StopCheck | None, reject: NameFilter | None) -> Job[list[str]]:
     """`count` distinct names (model form) not in `taken`; `budget` holds the row-steps left."""
     found: dict[str, None] = {}
     guided = _guide(model, plan, opts) is not None
@@ -407,22 +469,20 @@ def _sample_page(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tup
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
-        rows, spent = _generate(model, step, plan, primed, batch, opts, rng, should_stop)
+        before = len(found)
+        take = _Taker(model, plan, opts.count, taken, found, reject)
+        # Unguided rows are taken in the order they end, so the batch stops once `count` names are
+        # found: the rows still going could only come later. A guided batch is taken in random order.
+        rows, spent = yield from _generate_steps(model, plan, primed, batch, opts, rng, should_stop,
+                                                 enough=None if guided else take)
         budget[0] -= spent
         spent_here += spent
         if guided:  # a batch returns names in order of length: take them in random order
             rows = [rows[i] for i in rng.permutation(len(rows))]
-        names = [plan.prefix + model.vocab.decode(ids) for ids in rows]
-        admitted = [n for n in names if plan.admits(n)]
+        take(rows)
         drawn += batch
-        ended += len(set(admitted)) if guided else len(admitted)  # a probe may return its name several times
-        before = len(found)
-        for name in admitted:
-            if name not in taken and name not in found and not (reject is not None and reject(name)):
-                found[name] = None
-                if len(found) == opts.count:
-                    break
-        stale = stale + 1 if admitted and len(found) == before else 0
+        ended += len(set(take.admitted)) if guided else len(take.admitted)  # a probe may return a name often
+        stale = stale + 1 if take.admitted and len(found) == before else 0
     if len(found) < opts.count:
         raise InvalidInput(_shortfall(model, opts, plan, len(found), drawn, ended))
     return list(found)

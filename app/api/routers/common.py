@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
+from app.charlm.batching import Scheduler
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
 
@@ -27,8 +29,9 @@ BUSY: dict[int | str, dict[str, object]] = {
 RAW_QUERY_KEYS = "dino.query_keys"  # scope key: the query's keys before blank values were dropped
 
 
-def _known_query(request: Request) -> None:
-    """422 naming every query parameter the route does not declare (a typo must not be ignored)."""
+async def _known_query(request: Request) -> None:
+    """422 naming every query parameter the route does not declare (a typo must not be ignored).
+    Async, though it never waits: FastAPI would run a plain function in a thread, once per request."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -52,8 +55,22 @@ STRICT_QUERY = Depends(_known_query)
 
 def load_model(services: Services, name: str) -> tuple[TrainedModel, str]:
     """The active version of a model, or 404 naming it."""
-    try:
+    with _model_errors(name):
         return services.registry.get(name)
+
+
+async def load_engine(services: Services, name: str) -> tuple[TrainedModel, str, Scheduler]:
+    """The active version of a model with its batching scheduler, or 404 naming it; from the event
+    loop at once when both are ready, else in a thread."""
+    with _model_errors(name):
+        hit = services.registry.cached_engine(name)
+        return hit if hit is not None else await anyio.to_thread.run_sync(services.registry.engine, name)
+
+
+@contextmanager
+def _model_errors(name: str) -> Iterator[None]:
+    try:
+        yield
     except ModelNotFound:
         raise HTTPException(404, f"no model named {name!r}") from None
     except InvalidModel:

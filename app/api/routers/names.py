@@ -1,19 +1,22 @@
-"""GET /names: distinct names from a names model, sampled (or ranked, mode=beam) in a thread under the gate."""
+"""GET /names: distinct names from a names model, sampled in the model's batching scheduler (or ranked,
+mode=beam, in a thread), under the gate."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from app.charlm.beam import most_likely_names
-from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_PAGE_NAMES, NameOptions, is_known, sample_names
+from app.charlm.checkpoint import TrainedModel
+from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_PAGE_NAMES, NameFilter, NameOptions, is_known, names_job
 from app.novelty import novelty
 
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import NamesOut
-from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_engine, load_model, user_errors
 
 router = APIRouter(tags=["names"])
 
@@ -41,21 +44,29 @@ async def get_names(
     mode: Annotated[Literal["sample", "beam"], Query(
         description="beam: the count most probable names, with log_probs (temperature 1)")] = "sample",
 ) -> NamesOut:
-    def work(should_stop: StopCheck) -> NamesOut:
-        loaded, version = load_model(services, model)  # may read a model from disk: off the event loop too
+    def options(loaded: TrainedModel) -> tuple[NameOptions, NameFilter | None]:
         exclude_training, reject = novelty(loaded, novel)
-        opts = NameOptions(count=count, temperature=temperature, top_k=top_k, seed=seed, prefix=prefix,
+        return NameOptions(count=count, temperature=temperature, top_k=top_k, seed=seed, prefix=prefix,
                            min_length=min_length, max_length=max_length, novel=exclude_training, suffix=suffix,
-                           contains=contains, exclude=exclude, page=page, mode=mode)
-        with user_errors():
-            if mode == "beam":
-                ranked = most_likely_names(loaded, opts, should_stop, reject)
-                names, log_probs = [n for n, _ in ranked], [lp for _, lp in ranked]
-            else:
-                names, log_probs = sample_names(loaded, opts, should_stop, reject), None
-        return NamesOut(model=model, version=version, names=names, known=is_known(loaded, names),
-                        log_probs=log_probs)
+                           contains=contains, exclude=exclude, page=page, mode=mode), reject
 
-    out = await services.gate.run(request, work)
+    def ranked(should_stop: StopCheck) -> NamesOut:
+        loaded, version = load_model(services, model)  # may read a model from disk: off the event loop too
+        opts, reject = options(loaded)
+        with user_errors():
+            best = most_likely_names(loaded, opts, should_stop, reject)
+        names = [n for n, _ in best]
+        return NamesOut(model=model, version=version, names=names, known=is_known(loaded, names),
+                        log_probs=[lp for _, lp in best])
+
+    if mode == "beam":
+        out = await services.gate.run(request, ranked)
+    else:  # sampled: the rows share the steps of every concurrent request in the model's scheduler
+        async with services.gate.admit(request) as budget:
+            loaded, version, scheduler = await load_engine(services, model)
+            opts, reject = options(loaded)
+            with user_errors():
+                names = await asyncio.wrap_future(scheduler.submit(names_job(loaded, opts, budget.start(), reject)))
+        out = NamesOut(model=model, version=version, names=names, known=is_known(loaded, names), log_probs=None)
     services.metrics.names.labels(model).inc(len(out.names))
     return out
