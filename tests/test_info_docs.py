@@ -86,5 +86,8 @@ def test_info_says_what_writes_need(tmp_path: Path) -> None:
         assert c.get("/info").json()["write_access"] == "token"
     for loopback_writes, expected in ((True, "loopback"), (False, "off")):
         settings = Settings(store_dir=tmp_path / expected, start_worker=False)
-        with TestClient(create_app(settings, loopback_writes=loopback_writes)) as c:
+        with TestClient(create_app(settings, loopback_writes=loopback_writes), base_url="http://127.0.0.1:8000",
+                        client=("127.0.0.1", 50000)) as c:
             assert c.get("/info").json()["write_access"] == expected
+            # Through a proxy every client looks like loopback: a tokenless server refuses its writes.
+            assert c.get("/info", headers={"X-Forwarded-For": "203.0.113.9"}).json()["write_access"] == "off"

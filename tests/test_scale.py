@@ -21,12 +21,15 @@ import httpx
 import pytest
 import yaml
 from _common import nginx_in_front
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
-from app.api.database import sqlite_url
+from app.api.database import make_engine, shown_url, sqlite_url
 from app.api.jobs import JobStore, gave_up
 from app.api.worker import Worker
 from app.charlm import resume as resume_file
 from app.charlm.checkpoint import TrainedModel, load, save
+from app.charlm.errors import InvalidInput
 from app.charlm.store import ModelStore
 
 from .conftest import DINOS, ROOT
@@ -284,3 +287,43 @@ def test_roles_refuse_an_unusable_database_in_one_line(monkeypatch: pytest.Monke
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "DINO_DATABASE_URL 'mysql://db/jobs': unsupported database" in err
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://dino:hunter2@db:5432/jobs", "postgresql://dino:***@db:5432/jobs"),
+    ("postgresql://dino:p@ss/w:rd#1@db/jobs", "postgresql://dino:***@db/jobs"),  # an unencoded @ in it
+    ("postgresql:///jobs?host=/run/pg&password=hunter2&sslmode=off", "postgresql:///jobs?host=/run/pg&password=***&sslmode=off"),
+    ("sqlite:////srv/jobs.sqlite3", "sqlite:////srv/jobs.sqlite3"),
+])
+def test_database_urls_are_shown_without_their_password(url: str, expected: str) -> None:
+    assert shown_url(url) == expected
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://dino:hunter2@db:notaport/jobs", "is malformed"),
+    ("sqlite:///relative/jobs.sqlite3", "is relative"),
+    ("sqlite:////nonexistent-dir-of-dinosaurus/jobs.sqlite3", "does not exist"),
+    ("mysql://dino:hunter2@db/jobs", "unsupported database"),
+])
+def test_unusable_database_urls_are_refused_before_use(url: str, problem: str) -> None:
+    with pytest.raises(InvalidInput, match=problem) as caught:
+        make_engine(url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_lost_database_gives_503_and_an_unready_replica(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL away (simulated: every query fails as psycopg's would): the replica says so, a load
+    balancer stops sending it traffic (readyz), and clients are told to retry, not given a 500."""
+    def away(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    jobs = client.app.state.services.jobs  # type: ignore[attr-defined]
+    monkeypatch.setattr(jobs, "recent", away)
+    monkeypatch.setattr(jobs, "ping", away)
+    answer = client.get("/jobs")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert "job database is unavailable" in answer.json()["detail"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["status"] == "job database unavailable"
+    monkeypatch.undo()
+    assert client.get("/jobs").status_code == 200 and client.get("/readyz").status_code == 200

@@ -13,12 +13,14 @@ connections, the psycopg 3 driver for PostgreSQL); the few differences live here
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError
 
 from app.charlm.errors import InvalidInput
 
@@ -27,26 +29,52 @@ QUEUE_LOCK = 0x64696E6F  # PostgreSQL advisory lock key for queue-wide decisions
 
 
 def sqlite_url(path: Path) -> str:
+    """The URL of the SQLite file `path` (made absolute, its folder created: the default job file)."""
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
+def shown_url(url: str) -> str:
+    """`url` for messages and logs: the password (`user:password@`, even one with an unencoded `@`
+    in it, or `?password=`) replaced by `***`."""
+    shown = re.sub(r"^([^:/]+://[^:/@]*:).*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `sqlite:///FILE` or `postgresql://…` (InvalidInput naming the URL otherwise)."""
+    """An engine for `sqlite:////ABSOLUTE/FILE` or `postgresql://…` (InvalidInput naming the URL,
+    password hidden, and what to write instead)."""
     scheme = url.split(":", 1)[0].lower()
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        # psycopg 3 whatever the scheme says (SQLAlchemy's bare `postgresql://` means psycopg2).
-        driver_url = "postgresql+psycopg:" + url.split(":", 1)[1]
-        return create_engine(driver_url, pool_pre_ping=True, pool_size=5, max_overflow=20)
-    if scheme == "sqlite":
-        path = url.removeprefix("sqlite:///")
-        if path == url or not path or path == ":memory:":
-            raise InvalidInput(f"DINO_DATABASE_URL {url!r}: a SQLite URL names a file, as sqlite:////abs/jobs.sqlite3")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
-        _sqlite_transactions(engine)
-        return engine
-    raise InvalidInput(f"DINO_DATABASE_URL {url!r}: unsupported database; use sqlite:///FILE or "
-                       "postgresql://USER:PASSWORD@HOST/DB")
+    try:
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            # psycopg 3 whatever the scheme says (SQLAlchemy's bare `postgresql://` means psycopg2).
+            driver_url = "postgresql+psycopg:" + url.split(":", 1)[1]
+            engine = create_engine(driver_url, pool_pre_ping=True, pool_size=5, max_overflow=20)
+            engine.url.port  # noqa: B018 -- a port that is not a number fails here, not at the first query
+            return engine
+        if scheme == "sqlite":
+            return _sqlite_engine(url)
+    except (ArgumentError, ValueError) as exc:
+        raise InvalidInput(f"DINO_DATABASE_URL {shown_url(url)!r} is malformed ({exc}); write it as "
+                           "postgresql://USER:PASSWORD@HOST:PORT/DB, special characters percent-encoded") from None
+    raise InvalidInput(f"DINO_DATABASE_URL {shown_url(url)!r}: unsupported database; use sqlite:////ABSOLUTE/FILE "
+                       "or postgresql://USER:PASSWORD@HOST/DB")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or path == ":memory:":
+        raise InvalidInput(f"DINO_DATABASE_URL {url!r}: a SQLite URL names a file, as sqlite:////abs/jobs.sqlite3")
+    if not Path(path).is_absolute():
+        raise InvalidInput(f"DINO_DATABASE_URL {url!r} is relative, so each process would use its own file; "
+                           f"give an absolute path: sqlite:///{Path(path).resolve()}")
+    if not Path(path).parent.is_dir():
+        raise InvalidInput(f"DINO_DATABASE_URL {url!r}: the folder {Path(path).parent} does not exist; "
+                           "create it or correct the path")
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
+    _sqlite_transactions(engine)
+    return engine
 
 
 def _sqlite_transactions(engine: Engine) -> None:

@@ -79,18 +79,27 @@ def require_writer(request: Request, services: ServicesDep) -> None:
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(403, "invalid bearer token", headers=CLOSE)
         return
+    refusal = tokenless_refusal(request, services)
+    if refusal is not None:
+        raise HTTPException(403, refusal, headers=CLOSE)
+
+
+def tokenless_refusal(request: Request, services: Services) -> str | None:
+    """Why this request may not write without a token (None: it may): writes without a token are
+    for direct loopback clients only, never through a proxy, and never for another site's page."""
     if not services.loopback_writes:
-        raise HTTPException(403, "write endpoints are disabled: the service listens beyond loopback and "
-                            "DINO_ADMIN_TOKEN is not set; set it and send it as a bearer token", headers=CLOSE)
+        return ("write endpoints are disabled: the service listens beyond loopback and DINO_ADMIN_TOKEN "
+                "is not set; set it and send it as a bearer token")
     forwarded = any(h in request.headers for h in FORWARDING_HEADERS)
     if forwarded or not is_loopback(socket_peer(request)):
-        raise HTTPException(403, "write endpoints accept only direct loopback clients unless DINO_ADMIN_TOKEN "
-                            "is set; set it and send it as a bearer token", headers=CLOSE)
+        return ("write endpoints accept only direct loopback clients unless DINO_ADMIN_TOKEN is set; set it "
+                "and send it as a bearer token")
     if not (loopback_host(request.headers.get("host", "")) and same_machine_page(request)):
         # A page from another site (or a DNS-rebinding one) in the local user's browser: without a
         # token, the browser's own loopback connection must not lend it write access.
-        raise HTTPException(403, "write endpoints without DINO_ADMIN_TOKEN accept requests only from this "
-                            "machine's own pages and tools (Host and Origin must be loopback)", headers=CLOSE)
+        return ("write endpoints without DINO_ADMIN_TOKEN accept requests only from this machine's own "
+                "pages and tools (Host and Origin must be loopback)")
+    return None
 
 
 def loopback_host(host_header: str) -> bool:

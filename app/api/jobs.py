@@ -102,6 +102,11 @@ class JobStore:
                               {"limit": limit, "offset": offset}).mappings().all()
         return [self._public(r) for r in rows]
 
+    def ping(self) -> None:
+        """One trivial query: raises SQLAlchemyError while the database cannot be reached."""
+        with read(self.engine) as db:
+            db.execute(text("SELECT 1"))
+
     def counts(self) -> dict[str, int]:
         with read(self.engine) as db:
             rows = db.execute(text("SELECT status, COUNT(*) FROM jobs GROUP BY status")).all()

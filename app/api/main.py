@@ -16,6 +16,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from threadpoolctl import threadpool_limits
@@ -124,6 +125,16 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
         """The client went away mid-body (or its body timed out): nothing to answer, nothing to trace."""
         return Response(status_code=CLIENT_GONE)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_away(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        """The job database could not answer (PostgreSQL restarting, a network blip): a 503 that a load
+        balancer retries elsewhere and a client retries later, and one log line, not a traceback."""
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        log.warning("job database unavailable on %s %s: %s: %s", printable(request.method),
+                    printable(request.url.path), type(exc).__name__, printable(reason))
+        return JSONResponse({"detail": "the job database is unavailable; retry in a few seconds"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

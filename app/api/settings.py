@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.charlm.errors import InvalidInput
@@ -16,7 +15,7 @@ from app.charlm.store import BUILTIN_DIR, ModelStore
 from app.charlm.train import CHECKPOINT_EVERY
 from app.locations import default_store_dir
 
-from .database import sqlite_url
+from .database import shown_url, sqlite_url
 from .jobs import LEASE_SECONDS, MAX_ATTEMPTS, JobStore
 
 
@@ -65,7 +64,7 @@ class Settings(BaseSettings):
     @property
     def jobs_url_shown(self) -> str:
         """The job database's URL without its password (for logs and messages)."""
-        return make_url(self.jobs_url).render_as_string(hide_password=True)
+        return shown_url(self.jobs_url)
 
     def open_jobs(self) -> JobStore:
         """The job database (migrated to the latest schema)."""
@@ -88,7 +87,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidInput(f"invalid setting: {problems}") from None
     try:
         settings.open_jobs().close()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ValueError) as exc:  # ValueError: a connection string psycopg cannot read
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise InvalidInput(f"cannot use the job database {settings.jobs_url_shown}: {reason}; check "
                            "DINO_DATABASE_URL and that the database server runs") from None

@@ -35,6 +35,7 @@ from app.charlm.store import ModelStore
 from app.charlm.train import CHECKPOINT_EVERY, Progress, TrainConfig, resume, train
 
 from . import logs
+from .database import shown_url
 from .jobs import FINISHED, JobStore
 from .settings import Settings
 
@@ -42,6 +43,20 @@ log = logging.getLogger("dinosaurus.worker")
 WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 CANCEL_POLL_SECONDS = 0.25  # how often a running job's cancel flag is read (and the lease renewed when due)
 SWEEP_SECONDS = 60.0  # how often an idle worker looks for checkpoints of jobs that ended elsewhere
+OUTAGE_LOG_SECONDS = 30.0  # while the database is away, one warning per this many seconds, not per retry
+
+
+class Outage:
+    """Logs a repeating database error at most once per OUTAGE_LOG_SECONDS (a retry loop would
+    otherwise write several lines a second for as long as the database is away)."""
+
+    def __init__(self) -> None:
+        self.logged = -OUTAGE_LOG_SECONDS
+
+    def warn(self, message: str, *args: object) -> None:
+        if time.monotonic() - self.logged >= OUTAGE_LOG_SECONDS:
+            self.logged = time.monotonic()
+            log.warning(message, *args)
 
 
 def worker_name(pid: int | None = None) -> str:
@@ -60,6 +75,7 @@ class Lease(threading.Thread):
         self.cancelled = threading.Event()
         self.lost = threading.Event()
         self._done = threading.Event()
+        self.outage = Outage()
 
     def run(self) -> None:
         renew_every = self.jobs.lease_seconds / 3
@@ -76,7 +92,7 @@ class Lease(threading.Thread):
                 else:
                     cancel = self.jobs.cancel_requested(self.job_id)
             except SQLAlchemyError as exc:  # the database is away for a moment: try again next tick
-                log.warning("job %s: lease not renewed (%s); retrying", self.job_id, type(exc).__name__)
+                self.outage.warn("job %s: lease not renewed (%s); retrying", self.job_id, type(exc).__name__)
                 continue
             if cancel:
                 self.cancelled.set()
@@ -102,7 +118,7 @@ class Worker:
         return self.parent_pid is None or os.getppid() == self.parent_pid
 
     def run_forever(self) -> None:
-        swept = 0.0
+        swept, outage = 0.0, Outage()
         while not self.stopping and self.parent_alive():
             try:
                 claimed = self.jobs.claim_next(self.owner)
@@ -110,7 +126,8 @@ class Worker:
                     self.sweep_checkpoints()
                     swept = time.monotonic()
             except SQLAlchemyError as exc:  # the database is unreachable: wait and try again
-                log.warning("cannot claim a job (%s: %s); retrying", type(exc).__name__, exc)
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                outage.warn("cannot claim a job (%s: %s); retrying", type(exc).__name__, reason)
                 claimed = None
             if claimed is None:
                 time.sleep(self.poll_seconds)
@@ -244,7 +261,7 @@ def run(settings: Settings, parent_pid: int | None = None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the service stops us
     else:
         signal.signal(signal.SIGINT, on_term)
-    log.info("worker %s: taking jobs from %s", worker.owner, jobs.engine.url.render_as_string(hide_password=True))
+    log.info("worker %s: taking jobs from %s", worker.owner, shown_url(jobs.url))
     worker.run_forever()
     jobs.close()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.charlm.errors import ModelNotFound
 
@@ -26,6 +29,10 @@ async def readyz(services: ServicesDep) -> Response | Status:
         return JSONResponse({"status": "loading", "models": loaded}, status_code=503)
     if services.supervisor is not None and not services.supervisor.alive():
         return JSONResponse({"status": "no training worker", "models": loaded}, status_code=503)
+    try:
+        await asyncio.to_thread(services.jobs.ping)
+    except SQLAlchemyError:
+        return JSONResponse({"status": "job database unavailable", "models": loaded}, status_code=503)
     return Status(status="ready", models=loaded)
 
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app import __version__
 from app.charlm.errors import ModelNotFound
 from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_POEM_CHARS, MAX_PROMPT_CHARS
 from app.locations import checkout_commit
 
-from ..deps import ServicesDep
+from ..deps import ServicesDep, tokenless_refusal
 from ..schemas import InfoModel, InfoOut, WriteAccess
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/info", response_model=InfoOut)
-def info(services: ServicesDep) -> InfoOut:
+def info(request: Request, services: ServicesDep) -> InfoOut:
     store, settings = services.store, services.settings
     models = []
     for name in store.names():
@@ -38,6 +38,8 @@ def info(services: ServicesDep) -> InfoOut:
         "max_poem_chars": MAX_POEM_CHARS,
         "max_prompt_chars": MAX_PROMPT_CHARS,
     }
-    access: WriteAccess = "token" if settings.admin_token else "loopback" if services.loopback_writes else "off"
+    # What writes need for this client: behind a proxy (forwarding headers) a tokenless server is "off".
+    access: WriteAccess = ("token" if settings.admin_token else
+                           "loopback" if tokenless_refusal(request, services) is None else "off")
     return InfoOut(version=__version__, commit=settings.commit or checkout_commit(), models=models, limits=limits,
                    write_access=access)
