@@ -216,7 +216,7 @@ def test_training_with_a_token_a_budget_a_chart_and_a_reload(page: Any, server: 
     page.get_by_test_id("train-submit").click()
     error = page.get_by_test_id("error")
     error.wait_for(state="visible")
-    assert error.inner_text() == "This server asks for an access token to train: paste it here."
+    assert error.inner_text() == "This server asks for an access token to train or cancel: paste it here."
     assert page.evaluate("document.querySelector('[data-testid=train-token]').nextElementSibling.id") == "error"
     page.get_by_test_id("train-token").fill(TOKEN)
     page.get_by_test_id("train-submit").click()
