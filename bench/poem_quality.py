@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import sonnets_split
+from _common import config_overrides, sonnets_split
 
 from app.charlm.evaluate import evaluate
 from app.charlm.train import Progress, TrainConfig, train
@@ -20,8 +20,7 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=600)
     parser.add_argument("--set", action="append", default=[], help="override an option, e.g. hidden=512")
     args = parser.parse_args()
-    overrides = {k: type(getattr(TrainConfig(), k) or 0.0)(v) if k not in ("hidden", "layers", "epochs",
-                 "batch_size", "window") else int(v) for k, v in (s.split("=") for s in args.set)}
+    overrides = config_overrides(args.set)
     train_text, test_text = sonnets_split()
 
     def progress(p: Progress) -> None:

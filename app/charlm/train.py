@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import resume as resume_file
+from .calibrate import calibrate
 from .casing import CASE_CHOICES, CasePolicy, choose
 from .checkpoint import TrainedModel
 from .data import check_names, encode_names, model_names, names_batch, parse_names
@@ -528,11 +529,15 @@ def train(
         last_report = clock()
 
     best = run.best_params if run.best_params is not None else run.candidates[0]
+    calibration = None
+    if prep.val_data is not None:  # at most QUICK_VALIDATION items: a bounded cost after the last step
+        best, calibration = calibrate(run.net, best, prep.val_data[: QUICK_VALIDATION[cfg.kind]], cfg.kind)
     names_model = cfg.kind == "names"
     history = run.history
     meta = {
         "training": {"options": asdict(cfg), "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
-                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2)},
+                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2),
+                     "calibration": calibration},
         "metrics": {
             "val_nll_per_char": run.best_val,
             "train_nll_per_char": history[-1]["train_loss"] if history else None,
