@@ -10,7 +10,6 @@ Several splits, since 150 held-out names are few: the splits' scores differ by u
 from __future__ import annotations
 
 import argparse
-
 import statistics
 
 import numpy as np
