@@ -26,6 +26,8 @@ def main() -> None:
     print(machine(), flush=True)
 
     def progress(p: Progress) -> None:
+        if p.event != "epoch":  # plan and step reports carry no losses
+            return
         print(f"epoch {p.epoch} train {p.train_loss:.3f} val {p.val_loss:.3f} {p.seconds:.0f}s",
               file=sys.stderr, flush=True)
 
