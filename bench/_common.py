@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,6 +25,15 @@ from app.charlm.data import parse_names
 ROOT = Path(__file__).resolve().parents[1]
 DINOS = ROOT / "data" / "dinos.txt"
 SONNETS = ROOT / "data" / "shakespeare.txt"
+
+
+INT_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "window", "seed", "schedule_epochs")
+
+
+def config_overrides(settings: list[str]) -> dict[str, Any]:
+    """TrainConfig options from `--set key=value` arguments (e.g. `lr=6e-3`, `hidden=512`)."""
+    pairs = [s.split("=", 1) for s in settings]
+    return {k: int(v) if k in INT_OPTIONS else float(v) for k, v in pairs}
 
 
 def names_split(seed: int = 123, fraction: float = 0.1) -> tuple[list[str], list[str]]:

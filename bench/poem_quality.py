@@ -1,7 +1,8 @@
 """Poem model quality: train on the first 140 sonnets, report nats/char on the last 14.
 
 Anchors on this split (PyTorch 2.13, CPU): course-style Keras replica 2.14; 2x256 LSTM 1.576;
-2x512 LSTM 1.553. Goal: <= 1.58 with `train --kind text --arch lstm --time-budget 600`.
+2x512 LSTM 1.553. Goal: <= 1.58 with `train --kind text --arch lstm --time-budget 600`; stretch
+goal (issue 9) <= 1.55. The budget is wall-clock time: on a busy machine fewer epochs fit in it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import sonnets_split
+from _common import config_overrides, machine, sonnets_split
 
 from app.charlm.evaluate import evaluate
 from app.charlm.train import Progress, TrainConfig, train
@@ -20,11 +21,13 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=600)
     parser.add_argument("--set", action="append", default=[], help="override an option, e.g. hidden=512")
     args = parser.parse_args()
-    overrides = {k: type(getattr(TrainConfig(), k) or 0.0)(v) if k not in ("hidden", "layers", "epochs",
-                 "batch_size", "window") else int(v) for k, v in (s.split("=") for s in args.set)}
+    overrides = config_overrides(args.set)
     train_text, test_text = sonnets_split()
+    print(machine(), flush=True)
 
     def progress(p: Progress) -> None:
+        if p.event != "epoch":  # plan and step reports carry no losses
+            return
         print(f"epoch {p.epoch} train {p.train_loss:.3f} val {p.val_loss:.3f} {p.seconds:.0f}s",
               file=sys.stderr, flush=True)
 
@@ -33,7 +36,7 @@ def main() -> None:
     result = evaluate(model, test_text)
     print(f"held-out (last 14 sonnets): {result.nll_per_char:.3f} nats/char over {result.chars} chars "
           f"after {model.meta['training']['seconds']:.0f}s, {model.meta['training']['epochs_run']} epochs "
-          f"(goal <= 1.58; PyTorch 2x256 anchor 1.576)")
+          f"(goal <= 1.58, stretch <= 1.55; PyTorch 2x256 anchor 1.576)")
 
 
 if __name__ == "__main__":

@@ -100,7 +100,8 @@ def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> Non
 
 def test_models_report_memorisation_rate(client: TestClient) -> None:
     dinos = client.get("/models/dinos").json()
-    assert "memorisation_rate" in dinos and dinos["memorisation_rate"] is None  # shipped before it was recorded
+    recorded = json.loads((ModelStore().model_dir("dinos") / "model.json").read_text())["memorisation_rate"]
+    assert dinos["memorisation_rate"] == recorded and 0 < recorded < 1  # written by training (make models)
 
 
 def test_cli_sample_flags_and_score(tmp_path: Path) -> None:
