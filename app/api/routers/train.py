@@ -119,7 +119,8 @@ async def post_train(request: Request, response: Response, services: ServicesDep
             problem = "missing" if upload is None else "must be a file upload, not text"
             raise HTTPException(422, f"file: {problem}; send the name list as the multipart field 'file'")
         if services.store.is_builtin(form.name):
-            raise HTTPException(409, f"name: {form.name!r} is a built-in model and cannot be replaced; choose another name")
+            raise HTTPException(409, f"name: {form.name!r} is a built-in model and cannot be replaced; "
+                                "choose another name")
         options = _options(form, services)
         raw = await upload.read(limit + 1)
         if len(raw) > limit:
