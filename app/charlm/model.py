@@ -79,7 +79,8 @@ class CharModel:
         """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given. `active`
         (sequences still running at each step, the batch sorted longest first) packs the batch
         (packing.py): padding is not computed and its logits are zeros, for a loss that masks them."""
-        packing = Packing.of(*ids.shape, active)
+        T, B = ids.shape
+        packing = Packing.of(T, B, active)
         x: np.ndarray = packing.pack(ids)
         new_state: ModelState = []
         caches: list[Cache] = []
