@@ -25,7 +25,7 @@ Cache = dict[str, Any]
 def _project(Wx: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
     """x·Wx + b for all rows: (N,) ids or (N, D) floats -> (N, G), a new array."""
     if x.dtype.kind in "iu":
-        return (Wx + b)[x]  # the bias added to the V rows, not to the N gathered ones
+        return Wx[x] + b
     out = x @ Wx
     out += b
     return out
