@@ -443,6 +443,7 @@ def train(
     """
     if config.init_from is not None and base is None and snapshot is None:
         raise ValueError("config.init_from names a base model: load it and pass it as `base`")
+    requested = config
     if base is not None:
         config = TrainConfig(**adopt_base(asdict(config), base))  # type: ignore[arg-type]
     rng = np.random.default_rng(config.resolved().seed)
@@ -450,11 +451,20 @@ def train(
     prep = _prepare(raw_text, config, val_text, rng, vocab_base)
     cfg = prep.cfg
     steps_before = 0  # cross-validation steps reported before the run's own (small lists)
+    fine_tuning: dict[str, Any] | None = None
     if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
             and len(prep.names) < SMALL_LIST and prep.val_data is None):
-        chosen, steps_before = _reported_cross_validation(cfg, prep, clock, base, on_progress, should_stop,
-                                                          report_every)
+        rivals: list[Rival] = [(cfg, prep, base)]
+        if base is not None:  # fine-tuning must beat training from scratch on the held-out folds (module rule)
+            own = _prepare(raw_text, replace(requested, init_from=None), val_text, np.random.default_rng(cfg.seed))
+            rivals.append((own.cfg, own, None))  # the same shuffle as `prep`: the same folds
+        winner, chosen, cv_scores, steps_before = _reported_cross_validation(rivals, clock, on_progress,
+                                                                             should_stop, report_every)
+        cfg, prep, base = rivals[winner]
         cfg = replace(cfg, epochs=chosen, schedule_epochs=cfg.epochs)
+        if len(rivals) > 1:
+            fine_tuning = {"base": requested.init_from, "used": winner == 0,
+                           "cv_nll_per_char": {"fine_tuned": cv_scores[0], "from_scratch": cv_scores[1]}}
     measured = None
     if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
             and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
@@ -532,7 +542,8 @@ def train(
     history = run.history
     meta = {
         "training": {"options": asdict(cfg), "epochs_run": run.epoch, "seconds": round(run.elapsed(), 2),
-                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2)},
+                     "expected_seconds": round(expected_seconds(step_seconds, steps, val_seconds, epochs, limit), 2),
+                     **({"fine_tuning": fine_tuning} if fine_tuning else {})},
         "metrics": {
             "val_nll_per_char": run.best_val,
             "train_nll_per_char": history[-1]["train_loss"] if history else None,
@@ -552,7 +563,11 @@ def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock:
     """A run at step 0: fresh weights from `rng`, or the base model's with the vocabulary extended."""
     net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
                                 float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
-    params = net.init_params(rng) if base is None else extend_params(base.params, base.vocab, prep.vocab)
+    if base is None:
+        params = net.init_params(rng)
+    else:
+        data = prep.train_data if cfg.kind == "text" else np.concatenate(prep.train_data)
+        params = extend_params(base.params, base.vocab, prep.vocab, np.bincount(data, minlength=prep.vocab.size))
     run = _Run(cfg, net, params, Adam(params, weight_decay=float(cfg.weight_decay or 0)), rng, clock, clock())
     if cfg.ema:
         run.ema_params = {k: v.copy() for k, v in params.items()}
@@ -577,23 +592,33 @@ def _validator(cfg: TrainConfig, net: CharModel) -> Validator:
     return validate
 
 
-def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
-                               on_progress: ProgressCallback | None, should_stop: StopCheck | None,
-                               report_every: float) -> tuple[int, int]:
-    """`_cross_validate` with a plan before it and progress during it, as training reports them.
+Rival = tuple[TrainConfig, "_Prepared", TrainedModel | None]  # options, data and base model of one way to train
 
-    The plan covers the folds and the final run, counted at half the schedule (where the chosen
-    stop falls in the middle of its range: 13 to 55 of 60 epochs on the lists measured); returns
-    the chosen epochs and the steps the folds took. Measured on throw-away weights, like `_measure`.
+
+def _reported_cross_validation(rivals: list[Rival], clock: Clock, on_progress: ProgressCallback | None,
+                               should_stop: StopCheck | None, report_every: float
+                               ) -> tuple[int, int, list[float], int]:
+    """`_cross_validate` of every rival with a plan before and progress during, as training reports them.
+
+    The plan covers the folds and the final run, counted at half the first rival's schedule (where
+    the chosen stop falls in the middle of its range: 13 to 55 of 60 epochs on the lists measured).
+    Returns the rival whose best stop scores best on the held-out folds (the first on a tie), its
+    chosen epochs, every rival's cross-validated nats per character and the steps the folds took.
+    Measured on throw-away weights, like `_measure`.
     """
-    probe = _new_run(cfg, prep, np.random.default_rng([cfg.seed, 3]), clock, base)
-    step_seconds, _ = _measure(probe, prep, _validator(cfg, probe.net))
-    k, n, schedule = min(CV_FOLDS, len(prep.train_data)), len(prep.train_data), int(cfg.epochs or 0)
-    fold_steps = k * schedule * -(-(n - n // k) // int(cfg.batch_size or 1))
-    total = fold_steps + schedule // 2 * prep.steps_per_epoch
-    start = clock()
-    names_nll(probe.net, probe.params, prep.train_data[:64])
-    fold_val_seconds = (clock() - start) * (n / k) / min(n, 64)
+    total, expected = 0, 0.0
+    for cfg, prep, base in rivals:
+        probe = _new_run(cfg, prep, np.random.default_rng([cfg.seed, 3]), clock, base)
+        step_seconds, _ = _measure(probe, prep, _validator(cfg, probe.net))
+        k, n, schedule = min(CV_FOLDS, len(prep.train_data)), len(prep.train_data), int(cfg.epochs or 0)
+        fold_steps = k * schedule * -(-(n - n // k) // int(cfg.batch_size or 1))
+        start = clock()
+        names_nll(probe.net, probe.params, prep.train_data[:64])
+        fold_val_seconds = (clock() - start) * (n / k) / min(n, 64)
+        final = schedule // 2 * prep.steps_per_epoch if not total else 0
+        total += fold_steps + final
+        expected += expected_seconds(step_seconds, fold_steps + final, fold_val_seconds, k * schedule, None)
+    schedule = int(rivals[0][0].epochs or 0)
     started = last = clock()
     done = 0
 
@@ -603,7 +628,7 @@ def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, 
             on_progress(Progress(event, 0, schedule, done, total, None, None, None, elapsed, 0.0,
                                  min(1.0, done / total), eta))  # epoch 0 of the schedule: the folds come first
 
-    emit("plan", expected_seconds(step_seconds, total, fold_val_seconds, k * schedule, None))
+    emit("plan", expected)
 
     def tick() -> None:
         nonlocal done, last
@@ -614,13 +639,17 @@ def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, 
             last = clock()
             emit("step", eta_seconds(last - started, done, total, None))
 
-    return _cross_validate(cfg, prep, clock, base, tick), done
+    results = [_cross_validate(cfg, prep, clock, base, tick) for cfg, prep, base in rivals]
+    scores = [score for _, score in results]
+    winner = int(np.argmin(scores))
+    return winner, results[winner][0], scores, done
 
 
 def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
-                    tick: Callable[[], None] | None = None) -> int:
+                    tick: Callable[[], None] | None = None) -> tuple[int, float]:
     """The number of epochs (of a `cfg.epochs`-long schedule) after which weights trained on
-    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds.
+    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds, and
+    that score in nats per character of the held-out names.
 
     Deterministic: the folds and every fold's weights come from generators seeded by `cfg.seed`.
     """
@@ -628,6 +657,7 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
     k = min(CV_FOLDS, len(names))
     order = np.random.default_rng([cfg.seed, 1]).permutation(len(names))
     nll = np.zeros(int(cfg.epochs or 0))
+    chars = 0
     bs = int(cfg.batch_size or 1)
     for f in range(k):
         held = [names[i] for i in order[f::k]]
@@ -639,9 +669,11 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
                 if tick is not None:
                     tick()
             run.epoch_state = None
-            total, _count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
+            total, count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
             nll[epoch] += total
-    return int(np.argmin(nll)) + 1
+        chars += count
+    best = int(np.argmin(nll))
+    return best + 1, float(nll[best]) / max(chars, 1)
 
 
 def _size_for_budget(cfg: TrainConfig, prep: _Prepared, clock: Clock) -> tuple[TrainConfig, tuple[float, float]]:
