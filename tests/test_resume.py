@@ -175,6 +175,19 @@ def test_fine_tuning_starts_from_the_base_model(tiny_names_model) -> None:  # ty
         train(new_list, TrainConfig(init_from="tiny", hidden=64), base=base)
 
 
+def test_a_case_kept_list_does_not_fine_tune_a_case_folding_base(tiny_names_model) -> None:  # type: ignore[no-untyped-def]
+    """The base (dinos names, folded) has never seen a capital: a list whose case is kept trains
+    from scratch, to exactly the weights a run without --init-from gives; a folded one fine-tunes."""
+    kept = "McAllister\nMacBride\nDeVito\nLeBlanc\nO'Brien\nVanDyke\nFitzGerald\nDuBois\n"
+    options = dict(epochs=2, batch_size=4, seed=1)
+    fine = train(kept, TrainConfig(init_from="tiny", **options), base=tiny_names_model)
+    scratch = train(kept, TrainConfig(**options))
+    assert fine.case.mode == "keep" and fine.meta["training"]["fine_tuning"] == {"base": "tiny", "used": False}
+    assert_same_weights(fine.params, scratch.params)
+    folded = train(kept.lower(), TrainConfig(init_from="tiny", **options), base=tiny_names_model)
+    assert folded.meta["training"]["fine_tuning"]["used"] and folded.config.hidden == tiny_names_model.config.hidden
+
+
 def test_cli_fine_tunes_a_store_model(tmp_path: Path) -> None:
     data = tmp_path / "dragons.txt"
     data.write_text("Smaug\nFalkor\nToothless\nGlaurung\nAncalagon\nDrogon\nViserion\nRhaegal\n")

@@ -131,6 +131,12 @@ SMALL_NET = dict(hidden=64, layers=1)  # from scratch on a small list: a 2x256 L
 # over-fitted fast: no fixed count suits every list, so cross-validation picks it.
 CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
 SIZED_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "val_fraction")  # what the size rule may set
+# --init-from trains from scratch instead when the base model folds case and the list keeps it:
+# such a base has never seen a capital, and every capital of the list is a new character. On 40
+# names from dinos (bench/small_lists.py, 3 draws each) cat, Pokémon and animal names (folded)
+# fine-tuned 0.13-0.25 nats/char better than from scratch; French towns and Star Wars names (case
+# kept) 0.1-0.27 worse, and about even when folded too (--case fold). Cross-validating both ways
+# picked the worse one on 3 of those 6 draws: 40 names are too few to tell.
 BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
 MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
 BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
@@ -449,22 +455,19 @@ def train(
     rng = np.random.default_rng(config.resolved().seed)
     vocab_base = Vocab(tuple(snapshot.meta["vocab"])) if snapshot is not None else base.vocab if base else None
     prep = _prepare(raw_text, config, val_text, rng, vocab_base)
+    fine_tuning: dict[str, Any] | None = None
+    if base is not None and snapshot is None and prep.cfg.kind == "names":
+        fine_tuning = {"base": requested.init_from, "used": not (prep.case.mode == "keep" and base.case.mode == "fold")}
+        if not fine_tuning["used"]:  # from scratch, exactly as without --init-from (`rng` has drawn the same shuffle)
+            base, prep = None, _prepare(raw_text, replace(requested, init_from=None), val_text,
+                                        np.random.default_rng(prep.cfg.seed))
     cfg = prep.cfg
     steps_before = 0  # cross-validation steps reported before the run's own (small lists)
-    fine_tuning: dict[str, Any] | None = None
     if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
             and len(prep.names) < SMALL_LIST and prep.val_data is None):
-        rivals: list[Rival] = [(cfg, prep, base)]
-        if base is not None:  # fine-tuning must beat training from scratch on the held-out folds (module rule)
-            own = _prepare(raw_text, replace(requested, init_from=None), val_text, np.random.default_rng(cfg.seed))
-            rivals.append((own.cfg, own, None))  # the same shuffle as `prep`: the same folds
-        winner, chosen, cv_scores, steps_before = _reported_cross_validation(rivals, clock, on_progress,
-                                                                             should_stop, report_every)
-        cfg, prep, base = rivals[winner]
+        chosen, steps_before = _reported_cross_validation(cfg, prep, clock, base, on_progress, should_stop,
+                                                          report_every)
         cfg = replace(cfg, epochs=chosen, schedule_epochs=cfg.epochs)
-        if len(rivals) > 1:
-            fine_tuning = {"base": requested.init_from, "used": winner == 0,
-                           "cv_nll_per_char": {"fine_tuned": cv_scores[0], "from_scratch": cv_scores[1]}}
     measured = None
     if (cfg.kind == "names" and cfg.time_budget is not None and config.epochs is None and config.hidden is None
             and config.layers is None and base is None and snapshot is None and len(prep.names) >= SMALL_LIST):
@@ -592,33 +595,23 @@ def _validator(cfg: TrainConfig, net: CharModel) -> Validator:
     return validate
 
 
-Rival = tuple[TrainConfig, "_Prepared", TrainedModel | None]  # options, data and base model of one way to train
+def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
+                               on_progress: ProgressCallback | None, should_stop: StopCheck | None,
+                               report_every: float) -> tuple[int, int]:
+    """`_cross_validate` with a plan before it and progress during it, as training reports them.
 
-
-def _reported_cross_validation(rivals: list[Rival], clock: Clock, on_progress: ProgressCallback | None,
-                               should_stop: StopCheck | None, report_every: float
-                               ) -> tuple[int, int, list[float], int]:
-    """`_cross_validate` of every rival with a plan before and progress during, as training reports them.
-
-    The plan covers the folds and the final run, counted at half the first rival's schedule (where
-    the chosen stop falls in the middle of its range: 13 to 55 of 60 epochs on the lists measured).
-    Returns the rival whose best stop scores best on the held-out folds (the first on a tie), its
-    chosen epochs, every rival's cross-validated nats per character and the steps the folds took.
-    Measured on throw-away weights, like `_measure`.
+    The plan covers the folds and the final run, counted at half the schedule (where the chosen
+    stop falls in the middle of its range: 13 to 55 of 60 epochs on the lists measured); returns
+    the chosen epochs and the steps the folds took. Measured on throw-away weights, like `_measure`.
     """
-    total, expected = 0, 0.0
-    for cfg, prep, base in rivals:
-        probe = _new_run(cfg, prep, np.random.default_rng([cfg.seed, 3]), clock, base)
-        step_seconds, _ = _measure(probe, prep, _validator(cfg, probe.net))
-        k, n, schedule = min(CV_FOLDS, len(prep.train_data)), len(prep.train_data), int(cfg.epochs or 0)
-        fold_steps = k * schedule * -(-(n - n // k) // int(cfg.batch_size or 1))
-        start = clock()
-        names_nll(probe.net, probe.params, prep.train_data[:64])
-        fold_val_seconds = (clock() - start) * (n / k) / min(n, 64)
-        final = schedule // 2 * prep.steps_per_epoch if not total else 0
-        total += fold_steps + final
-        expected += expected_seconds(step_seconds, fold_steps + final, fold_val_seconds, k * schedule, None)
-    schedule = int(rivals[0][0].epochs or 0)
+    probe = _new_run(cfg, prep, np.random.default_rng([cfg.seed, 3]), clock, base)
+    step_seconds, _ = _measure(probe, prep, _validator(cfg, probe.net))
+    k, n, schedule = min(CV_FOLDS, len(prep.train_data)), len(prep.train_data), int(cfg.epochs or 0)
+    fold_steps = k * schedule * -(-(n - n // k) // int(cfg.batch_size or 1))
+    total = fold_steps + schedule // 2 * prep.steps_per_epoch
+    start = clock()
+    names_nll(probe.net, probe.params, prep.train_data[:64])
+    fold_val_seconds = (clock() - start) * (n / k) / min(n, 64)
     started = last = clock()
     done = 0
 
@@ -628,7 +621,7 @@ def _reported_cross_validation(rivals: list[Rival], clock: Clock, on_progress: P
             on_progress(Progress(event, 0, schedule, done, total, None, None, None, elapsed, 0.0,
                                  min(1.0, done / total), eta))  # epoch 0 of the schedule: the folds come first
 
-    emit("plan", expected)
+    emit("plan", expected_seconds(step_seconds, total, fold_val_seconds, k * schedule, None))
 
     def tick() -> None:
         nonlocal done, last
@@ -639,17 +632,13 @@ def _reported_cross_validation(rivals: list[Rival], clock: Clock, on_progress: P
             last = clock()
             emit("step", eta_seconds(last - started, done, total, None))
 
-    results = [_cross_validate(cfg, prep, clock, base, tick) for cfg, prep, base in rivals]
-    scores = [score for _, score in results]
-    winner = int(np.argmin(scores))
-    return winner, results[winner][0], scores, done
+    return _cross_validate(cfg, prep, clock, base, tick), done
 
 
 def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: TrainedModel | None,
-                    tick: Callable[[], None] | None = None) -> tuple[int, float]:
+                    tick: Callable[[], None] | None = None) -> int:
     """The number of epochs (of a `cfg.epochs`-long schedule) after which weights trained on
-    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds, and
-    that score in nats per character of the held-out names.
+    (CV_FOLDS - 1)/CV_FOLDS of the names score best on the rest, summed over the folds.
 
     Deterministic: the folds and every fold's weights come from generators seeded by `cfg.seed`.
     """
@@ -657,7 +646,6 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
     k = min(CV_FOLDS, len(names))
     order = np.random.default_rng([cfg.seed, 1]).permutation(len(names))
     nll = np.zeros(int(cfg.epochs or 0))
-    chars = 0
     bs = int(cfg.batch_size or 1)
     for f in range(k):
         held = [names[i] for i in order[f::k]]
@@ -669,11 +657,9 @@ def _cross_validate(cfg: TrainConfig, prep: _Prepared, clock: Clock, base: Train
                 if tick is not None:
                     tick()
             run.epoch_state = None
-            total, count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
+            total, _count = names_nll(run.net, run.params, held)  # the weights a run without validation keeps
             nll[epoch] += total
-        chars += count
-    best = int(np.argmin(nll))
-    return best + 1, float(nll[best]) / max(chars, 1)
+    return int(np.argmin(nll)) + 1
 
 
 def _size_for_budget(cfg: TrainConfig, prep: _Prepared, clock: Clock) -> tuple[TrainConfig, tuple[float, float]]:
