@@ -136,3 +136,17 @@ def test_skipping_padding_gives_the_masked_loss_and_its_gradients(arch: str) -> 
     assert loss_skip == pytest.approx(loss_full, rel=1e-12)
     for k in grads_full:
         np.testing.assert_allclose(grads_skip[k], grads_full[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_packing_keeps_the_rows_that_hold_data() -> None:
+    packing = Packing.of(3, 3, [3, 2, 1])  # three sequences of lengths 3, 2 and 1
+    a = np.arange(9).reshape(3, 3)  # a[t, b] = 3t + b
+    assert packing.pack(a).tolist() == [0, 1, 2, 3, 4, 6]
+    assert packing.unpack(packing.pack(a)).tolist() == [[0, 1, 2], [3, 4, 0], [6, 0, 0]]
+    stacked = np.array([-1, -2, -3, *packing.pack(a)])  # the initial state, then the packed rows
+    assert packing.previous(stacked).tolist() == [-1, -2, -3, 0, 1, 3]
+    assert packing.scale(np.ones(6), np.array([1.0, 2.0, 3.0])).tolist() == [1, 2, 3, 1, 2, 1]
+    full = Packing.of(2, 2)
+    assert full.full and full.previous(np.arange(6)).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="sorted longest first"):
+        Packing.of(3, 3, [3, 3, 4])
