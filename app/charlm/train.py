@@ -459,8 +459,8 @@ def train(
     if base is not None and snapshot is None and prep.cfg.kind == "names":
         fine_tuning = {"base": requested.init_from, "used": not (prep.case.mode == "keep" and base.case.mode == "fold")}
         if not fine_tuning["used"]:  # from scratch, exactly as without --init-from (`rng` has drawn the same shuffle)
-            base, prep = None, _prepare(raw_text, replace(requested, init_from=None), val_text,
-                                        np.random.default_rng(prep.cfg.seed))
+            base, config = None, replace(requested, init_from=None)
+            prep = _prepare(raw_text, config, val_text, np.random.default_rng(prep.cfg.seed))
     cfg = prep.cfg
     steps_before = 0  # cross-validation steps reported before the run's own (small lists)
     if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
