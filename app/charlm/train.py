@@ -131,12 +131,6 @@ SMALL_NET = dict(hidden=64, layers=1)  # from scratch on a small list: a 2x256 L
 # over-fitted fast: no fixed count suits every list, so cross-validation picks it.
 CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
 SIZED_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "val_fraction")  # what the size rule may set
-# --init-from trains from scratch instead when the base model folds case and the list keeps it:
-# such a base has never seen a capital, and every capital of the list is a new character. On 40
-# names from dinos (bench/small_lists.py, 3 draws each) cat, Pokémon and animal names (folded)
-# fine-tuned 0.13-0.25 nats/char better than from scratch; French towns and Star Wars names (case
-# kept) 0.1-0.27 worse, and about even when folded too (--case fold). Cross-validating both ways
-# picked the worse one on 3 of those 6 draws: 40 names are too few to tell.
 BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
 MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
 BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
@@ -456,6 +450,12 @@ def train(
     vocab_base = Vocab(tuple(snapshot.meta["vocab"])) if snapshot is not None else base.vocab if base else None
     prep = _prepare(raw_text, config, val_text, rng, vocab_base)
     fine_tuning: dict[str, Any] | None = None
+    # --init-from trains from scratch instead when the base model folds case and the list keeps it:
+    # such a base has never seen a capital, and every capital of the list is a new character. On 40
+    # names from dinos (bench/small_lists.py, 3 draws each) cat, Pokémon and animal names (folded)
+    # fine-tuned 0.15-0.25 nats/char better than from scratch; French towns and Star Wars names (case
+    # kept) 0.11-0.27 worse, and about even when folded too (--case fold). Cross-validating both ways
+    # picked the worse one on 3 of those 6 draws: 40 names are too few to tell.
     if base is not None and snapshot is None and prep.cfg.kind == "names":
         fine_tuning = {"base": requested.init_from, "used": not (prep.case.mode == "keep" and base.case.mode == "fold")}
         if not fine_tuning["used"]:  # from scratch, exactly as without --init-from (`rng` has drawn the same shuffle)
