@@ -156,6 +156,11 @@ def test_extended_vocabulary_copies_counterparts_and_averages_the_rest() -> None
     np.testing.assert_allclose(out["Wy"][:, 4], (params["Wy"][:, 1] + params["Wy"][:, 2]) / 2)
     assert out["by"][4] == -1.0  # the smallest letter bias, not the boundary's
     np.testing.assert_array_equal(out["l0.Wh"], params["l0.Wh"])
+    # With counts (b 2, B 6 times): b and B share b's old probability 3:7 (counts plus one), so the
+    # base's predictions of every other character are untouched; ж (no counterpart) is left alone.
+    shared = extend_params(params, old, new, counts=np.array([0, 4, 2, 6, 1]))
+    np.testing.assert_allclose(np.exp(shared["by"][[2, 3]]), np.exp(2.0) * np.array([3, 7]) / 10)
+    np.testing.assert_array_equal(shared["by"][[0, 1, 4]], out["by"][[0, 1, 4]])
 
 
 def test_fine_tuning_starts_from_the_base_model(tiny_names_model) -> None:  # type: ignore[no-untyped-def]
