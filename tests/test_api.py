@@ -146,6 +146,28 @@ def test_bad_training_options_are_refused(client: TestClient) -> None:
     assert client.get("/jobs").json() == []
 
 
+@pytest.mark.parametrize(
+    "fields, fragments",
+    [
+        ({"init_from": "nope"}, ["no model named 'nope'", "GET /models"]),
+        ({"init_from": "shakespeare"}, ["is a text model", "names model"]),
+        ({"init_from": "dinos", "hidden": "64"}, ["hidden 64 conflicts", "leave hidden out"]),
+        ({"init_from": "../model_store/dinos"}, ["init_from"]),  # a name of the store, never a server path
+    ],
+)
+def test_a_base_model_that_cannot_be_fine_tuned_is_refused(client: TestClient, fields: dict[str, str],
+                                                           fragments: list[str]) -> None:
+    r = upload(client, **fields)
+    assert r.status_code == 422 and all(f in r.json()["detail"] for f in fragments), r.json()
+    assert client.get("/jobs").json() == []
+
+
+def test_fine_tuning_a_names_model_is_queued(client: TestClient) -> None:
+    r = upload(client, init_from="dinos", layers="2")  # the base model's own layer count agrees
+    assert r.status_code == 202
+    assert client.get(r.headers["Location"]).json()["options"]["init_from"] == "dinos"
+
+
 def test_oversized_upload_is_413(tmp_path: Path) -> None:
     with make_client(tmp_path, max_upload_bytes=100) as c:
         r = upload(c, NAMES_FILE * 5)

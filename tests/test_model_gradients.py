@@ -7,6 +7,7 @@ import pytest
 
 from app.charlm.layers import ARCHS
 from app.charlm.model import CharModel, ModelConfig, cross_entropy
+from app.charlm.packing import Packing
 
 
 def numeric_grad(f, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -27,22 +28,27 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))
-@pytest.mark.parametrize("int_input", [True, False])
-def test_layer_gradients_including_input_and_initial_state(arch: str, int_input: bool) -> None:
+@pytest.mark.parametrize(("int_input", "sizes"), [(True, None), (False, None), (True, (11, 10, 9, 3, 1)),
+                                                  (False, (11, 11, 9, 3, 2))])
+def test_layer_gradients_including_input_and_initial_state(arch: str, int_input: bool,
+                                                           sizes: tuple[int, ...] | None) -> None:
+    """Full batches, and packed ones whose step sizes are not whole blocks of 8 (layers._rows)."""
     layer = ARCHS[arch]
     rng = np.random.default_rng(1)
-    T, B, D, H = 4, 3, 5, 6
+    T, B, D, H = (4, 3, 5, 6) if sizes is None else (len(sizes), sizes[0], 5, 6)
+    packing = Packing.of(T, B, sizes)
+    N = packing.rows
     p = layer.init(D, H, rng, np.float64)
     for v in p.values():
         v += rng.normal(0, 0.3, v.shape)
-    x = rng.integers(0, D, (T, B)) if int_input else rng.normal(size=(T, B, D))
+    x = rng.integers(0, D, N) if int_input else rng.normal(size=(N, D))
     state = tuple(rng.normal(0, 0.5, (B, H)) for _ in range(layer.state_size))
-    w = rng.normal(size=(T, B, H))  # loss = sum(w * h): every output, through all steps
+    w = rng.normal(size=(N, H))  # loss = sum(w * h): every output, through all steps
 
     def loss() -> float:
-        return float((w * layer.forward(p, x, state)[0]).sum())
+        return float((w * layer.forward(p, x, state, packing)[0]).sum())
 
-    _, _, cache = layer.forward(p, x, state)
+    _, _, cache = layer.forward(p, x, state, packing)
     dh = w
     dx, grads, dstate0 = layer.backward(p, cache, dh)
     for key in p:
@@ -130,3 +136,17 @@ def test_skipping_padding_gives_the_masked_loss_and_its_gradients(arch: str) -> 
     assert loss_skip == pytest.approx(loss_full, rel=1e-12)
     for k in grads_full:
         np.testing.assert_allclose(grads_skip[k], grads_full[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
+def test_packing_keeps_the_rows_that_hold_data() -> None:
+    packing = Packing.of(3, 3, [3, 2, 1])  # three sequences of lengths 3, 2 and 1
+    a = np.arange(9).reshape(3, 3)  # a[t, b] = 3t + b
+    assert packing.pack(a).tolist() == [0, 1, 2, 3, 4, 6]
+    assert packing.unpack(packing.pack(a)).tolist() == [[0, 1, 2], [3, 4, 0], [6, 0, 0]]
+    stacked = np.array([-1, -2, -3, *packing.pack(a)])  # the initial state, then the packed rows
+    assert packing.previous(stacked).tolist() == [-1, -2, -3, 0, 1, 3]
+    assert packing.scale(np.ones(6), np.array([1.0, 2.0, 3.0])).tolist() == [1, 2, 3, 1, 2, 1]
+    full = Packing.of(2, 2)
+    assert full.full and full.previous(np.arange(6)).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="sorted longest first"):
+        Packing.of(3, 3, [3, 3, 4])

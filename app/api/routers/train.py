@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from app.charlm.data import check_names
-from app.charlm.errors import InvalidInput
+from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
+from app.charlm.finetune import adopt_base
 from app.charlm.textnorm import decode_text
 from app.charlm.train import TrainConfig
 
@@ -43,6 +45,8 @@ class TrainForm(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     time_budget: float | None = Field(default=None, ge=0.1, description="seconds, at most the server's job cap")
     case: Literal["auto", "keep", "fold"] = Field(default="auto", description="keep or fold letter case")
+    init_from: str | None = Field(default=None, pattern=r"^[a-z0-9_-]{1,40}$",
+                                  description="a names model of the store (GET /models) to fine-tune from")
 
 
 _BODY_SCHEMA = {
@@ -86,7 +90,25 @@ def _options(form: TrainForm, services: Services) -> dict[str, Any]:
                                "epochs": form.epochs, "seed": form.seed, "time_budget": form.time_budget}
     if form.case != "auto":  # "auto" is the trainer's default: stored only when asked otherwise
         options["case"] = form.case
+    options["init_from"] = form.init_from
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _check_base(services: Services, config: TrainConfig) -> None:
+    """The model named by `init_from` exists, is a names model and agrees with the sizes asked for:
+    the worker will find what it needs, or 422 says why not. In a thread (it reads the model)."""
+    name = config.init_from
+    if name is None:
+        return
+    try:
+        base = services.store.load(name)
+    except (ModelNotFound, InvalidModel):
+        raise HTTPException(422, f"init_from: no model named {name!r} in the store; choose a names model "
+                                 "listed by GET /models") from None
+    if base.kind != "names":
+        raise HTTPException(422, f"init_from: {name!r} is a {base.kind} model; fine-tuning needs a names model "
+                                 "(GET /models lists each model's kind), such as 'dinos'")
+    adopt_base(asdict(config), base)  # raises InvalidInput on sizes that conflict with the base model's
 
 
 def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options: dict[str, Any]
@@ -95,7 +117,9 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
     try:
         text = decode_text(raw, "upload")
         check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
-        TrainConfig(kind="names", **options).resolved()  # the options' own checks, before queueing
+        config = TrainConfig(kind="names", **options)
+        config.resolved()  # the options' own checks, before queueing
+        _check_base(services, config)
     except InvalidInput as exc:
         raise HTTPException(422, _api_terms(str(exc))) from None
     # Unset options stay unset: the trainer sizes the run to the list (the job reports its epochs).
