@@ -93,7 +93,7 @@ def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.rand
 
 def _weights(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
     """Unnormalised sampling weights (B, V) after top-k and temperature; the likeliest weighs 1."""
-    z = logits.astype(np.float64)
+    z = np.asarray(logits, dtype=np.float64)  # no copy when already float64 (NamePlan.mask gives a copy)
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
