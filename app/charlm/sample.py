@@ -307,15 +307,13 @@ def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarra
                 out[:, pos] = last = ids
                 logits, state = yield ids, state
                 continue
-        else:
-            drawn = ptr < 0
-            ids = np.empty(len(ptr), dtype=np.int64)
-            ids[drawn] = draw(logits[drawn], opts.temperature, opts.top_k, rng)
-        if guide is None:
             returned = ids == 0
             keep, reps = ~returned, copies
             parents = spawn = np.empty(0, dtype=np.int64)
         else:
+            drawn = ptr < 0
+            ids = np.empty(len(ptr), dtype=np.int64)
+            ids[drawn] = draw(logits[drawn], opts.temperature, opts.top_k, rng)
             returned, keep, reps, parents, spawn = _guided_step(guide, plan, rng, logits, opts, ids, ptr, copies,
                                                                 match, length, n0)
         for r in np.flatnonzero(returned):  # once per copy (probes of a suffix may end with several)
