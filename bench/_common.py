@@ -108,8 +108,8 @@ def wait_answering(url: str, proc: subprocess.Popen[bytes], seconds: float = 60.
 
 
 @contextmanager
-def serving(env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[tuple[str, int]]:
-    """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port).
+def serving(env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[tuple[str, int, int]]:
+    """`python -m app serve` on a free loopback port with an empty store, ready: yields (url, port, pid).
     `root`: the checkout whose `app` to serve (another one, e.g. the main branch, for a before/after)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -119,7 +119,7 @@ def serving(env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[tu
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_answering(url + "/readyz", server)
-            yield url, port
+            yield url, port, server.pid
         finally:
             server.terminate()
             server.wait(30)

@@ -121,7 +121,7 @@ def unauthorised_upload(url: str) -> tuple[int, int]:
 async def main() -> None:
     print(machine())
     print("server limits: defaults, except " + ", ".join(f"{k}={v}" for k, v in LIMITS.items()))
-    with serving({"DINO_ADMIN_TOKEN": TOKEN, **LIMITS}) as (url, port):
+    with serving({"DINO_ADMIN_TOKEN": TOKEN, **LIMITS}) as (url, port, _):
         report("idle /healthz", await probe(url, "/healthz", PHASE_SECONDS))
 
         heavy = asyncio.create_task(heavy_clients(url, PHASE_SECONDS))

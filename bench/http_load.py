@@ -3,7 +3,8 @@
 `wrk -t1 -c8 -d8s --latency` (apt-get install wrk) against one `python -m app serve` on a free
 loopback port, phases side by side in one run: /healthz, /names?count=7, a training job starts,
 /names?count=7 and /healthz again while it trains. Prints requests/s, p50/p99 latency and errors
-per phase, the ratios the README quotes, and the model's FLOP limit on this machine: the best
+per phase with the server's CPU time per request (event loop, other threads; from /proc), the ratios
+the README quotes, and the model's FLOP limit on this machine: the best
 rate of the bare network step (one BLAS thread, a block of 128 rows) divided by the row-steps a
 /names?count=7 request takes (counted on 200 seeded requests), i.e. the requests/s one core could
 give if it did nothing but the matrix products.
@@ -15,6 +16,7 @@ phases of both servers twice, for a before/after in the same conditions.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -38,8 +40,27 @@ NAMES = "/names?count=7"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
-def wrk(url: str) -> dict[str, float]:
-    """One wrk run: requests/s, p50 and p99 in ms, and errors (non-2xx answers and socket errors)."""
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) the process `pid` has used so far: (its main thread, which runs the
+    event loop; all its other threads: batching schedulers, worker threads)."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if task.name == str(pid):
+            main += seconds
+        else:
+            other += seconds
+    return main, other
+
+
+def wrk(url: str, pid: int) -> dict[str, float]:
+    """One wrk run against the server `pid`: requests/s, p50 and p99 in ms, errors (non-2xx answers and
+    socket errors), and the server's CPU ms per request on its event loop and its other threads."""
+    before = thread_cpu(pid)
     out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency", url],
                          capture_output=True, text=True, check=True).stdout
 
@@ -52,12 +73,14 @@ def wrk(url: str) -> dict[str, float]:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(int(g) for g in sockets.groups()) if sockets else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": errors}
+    requests = rps * SECONDS
+    loop, other = (1e3 * (b - a) / requests for a, b in zip(before, thread_cpu(pid), strict=True))
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"), "errors": errors, "loop": loop, "other": other}
 
 
 def report(label: str, r: dict[str, float]) -> None:
     print(f"{label:<30} {r['rps']:8.1f} req/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms   "
-          f"errors {r['errors']:.0f}")
+          f"errors {r['errors']:.0f}   CPU/request: event loop {r['loop']:.2f} ms, other threads {r['other']:.2f} ms")
 
 
 def flop_limit() -> tuple[float, float, float]:
@@ -91,9 +114,9 @@ def compare(baseline: Path) -> None:
     """Idle /healthz and /names?count=7 on the baseline checkout and on this one, alternated twice."""
     for _ in range(2):
         for label, root in (("baseline", baseline), ("this", ROOT)):
-            with serving(root=root) as (url, _):
+            with serving(root=root) as (url, _, pid):
                 httpx.get(url + NAMES, timeout=30)
-                health, names = wrk(url + "/healthz"), wrk(url + NAMES)
+                health, names = wrk(url + "/healthz", pid), wrk(url + NAMES, pid)
             report(f"{label} idle /healthz", health)
             report(f"{label} idle {NAMES}", names)
             print(f"{label}: {NAMES} vs /healthz {names['rps'] / health['rps']:.1%}")
@@ -109,19 +132,19 @@ def main() -> None:
     if args.baseline is not None:
         compare(args.baseline)
     per_request, flop, rate = flop_limit()
-    with serving() as (url, _):
+    with serving() as (url, _, pid):
         httpx.get(url + NAMES, timeout=30)  # the scheduler starts on first use
-        health = wrk(url + "/healthz")
+        health = wrk(url + "/healthz", pid)
         report("idle /healthz", health)
-        idle = wrk(url + NAMES)
+        idle = wrk(url + NAMES, pid)
         report(f"idle {NAMES}", idle)
         files = {"file": ("dinos.txt", Path(DINOS).read_bytes(), "text/plain")}
         job = httpx.post(url + "/train", files=files, data={"name": "loadtest", "epochs": "500"}, timeout=30).json()
         while httpx.get(f"{url}/jobs/{job['job_id']}", timeout=30).json()["status"] != "running":
             time.sleep(0.1)
-        busy = wrk(url + NAMES)
+        busy = wrk(url + NAMES, pid)
         report(f"training {NAMES}", busy)
-        busy_health = wrk(url + "/healthz")
+        busy_health = wrk(url + "/healthz", pid)
         report("training /healthz", busy_health)
         state = httpx.get(f"{url}/jobs/{job['job_id']}", timeout=30).json()
         httpx.post(f"{url}/jobs/{job['job_id']}/cancel", timeout=30)

@@ -40,7 +40,9 @@ class Services:
     ready: bool = False
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async, though it never waits: FastAPI runs a plain function dependency in a worker thread,
+    one thread hop (and GIL hand-off) per request."""
     services: Services = request.app.state.services
     return services
 

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -28,9 +26,9 @@ from .bodylimit import BodyLimit
 from .deps import CLOSE, Services
 from .logs import printable
 from .metrics import Metrics
+from .middleware import BlankMeansDefault, Observe
 from .registry import ModelRegistry
 from .routers import health, info, jobs, models, names, page, poem, score, train
-from .routers.common import RAW_QUERY_KEYS
 from .settings import Settings
 from .supervisor import WorkerSupervisor, start_worker
 
@@ -141,33 +139,8 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
         log.exception("unhandled error on %s %s", printable(request.method), printable(request.url.path))
         return JSONResponse({"detail": "internal error"}, status_code=500)  # no paths, no traceback
 
-    @app.middleware("http")
-    async def blank_means_default(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """`?top_k=&seed=` (as in the contract's examples) means "not given", not "invalid"."""
-        query = request.scope.get("query_string", b"").decode("utf-8", "replace")
-        pairs = parse_qsl(query, keep_blank_values=True)
-        request.scope[RAW_QUERY_KEYS] = [k for k, _ in pairs]  # for the unknown-parameter check
-        if any(value == "" for _, value in pairs):
-            request.scope["query_string"] = urlencode([(k, v) for k, v in pairs if v != ""]).encode()
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            elapsed = time.perf_counter() - start
-            route = request.scope.get("route")
-            label = getattr(route, "path", "unmatched")
-            services: Services | None = getattr(request.app.state, "services", None)
-            if services is not None:
-                services.metrics.observe(label, request.method, status, elapsed)
-            log.info("%s %s %d %.1fms", printable(request.method), printable(request.url.path), status,
-                     elapsed * 1000)
+    app.add_middleware(BlankMeansDefault)
+    app.add_middleware(Observe)  # outermost: it also sees the errors the handlers above answer
 
     for module in (names, score, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)

@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,16 @@ class TrainedModel:
     @property
     def net(self) -> CharModel:
         return CharModel(self.config)
+
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        """The training names as a set, built once (every names request asks which are known)."""
+        return frozenset(self.names)
+
+    @cached_property
+    def shortest_name(self) -> int:
+        """Length of the shortest training name (1 when the model keeps none), found once."""
+        return min((len(n) for n in self.names), default=1)
 
 
 def _fsync_write(path: Path, data: bytes) -> None:

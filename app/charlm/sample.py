@@ -93,7 +93,7 @@ def draw(logits: np.ndarray, temperature: float, top_k: int | None, rng: np.rand
 
 def _weights(logits: np.ndarray, temperature: float, top_k: int | None) -> np.ndarray:
     """Unnormalised sampling weights (B, V) after top-k and temperature; the likeliest weighs 1."""
-    z = logits.astype(np.float64)
+    z = np.asarray(logits, dtype=np.float64)  # no copy when already float64 (NamePlan.mask gives a copy)
     if top_k is not None and top_k < z.shape[1]:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z = np.where(z >= kth, z, -np.inf)
@@ -175,11 +175,6 @@ class NamePlan:
         return out
 
 
-def shortest_training_name(model: TrainedModel) -> int:
-    """The default min_length: the shortest training name (1 when the model keeps no names)."""
-    return min((len(n) for n in model.names), default=1)
-
-
 def _merged_length(head: str, tail: str) -> int:
     """Length of the shortest text that starts with `head` and ends with `tail`."""
     for overlap in range(min(len(head), len(tail)), -1, -1):
@@ -226,7 +221,7 @@ class NameOptions:
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
         _check(self.top_k is None or self.top_k >= 1, "top-k must be at least 1")
         _check(1 <= self.max_length <= MAX_NAME_CHARS, f"max-length must be between 1 and {MAX_NAME_CHARS}")
-        min_length = min(shortest_training_name(model), self.max_length) if self.min_length is None \
+        min_length = min(model.shortest_name, self.max_length) if self.min_length is None \
             else self.min_length
         _check(0 <= min_length <= self.max_length, "min-length must be between 0 and max-length")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
@@ -305,15 +300,20 @@ def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarra
         _poll(should_stop)
         length = n0 + pos  # characters so far
         logits = plan.mask(model, logits, last, length)
-        drawn = ptr < 0
-        ids = np.empty(len(ptr), dtype=np.int64)
-        ids[drawn] = draw(logits[drawn], opts.temperature, opts.top_k, rng)
         work += len(ptr)
-        if guide is None:
+        if guide is None:  # every row draws
+            ids = draw(logits, opts.temperature, opts.top_k, rng)
+            if ids.all() and length < plan.max_length:  # no row ended: every row goes on (the common step)
+                out[:, pos] = last = ids
+                logits, state = yield ids, state
+                continue
             returned = ids == 0
             keep, reps = ~returned, copies
             parents = spawn = np.empty(0, dtype=np.int64)
         else:
+            drawn = ptr < 0
+            ids = np.empty(len(ptr), dtype=np.int64)
+            ids[drawn] = draw(logits[drawn], opts.temperature, opts.top_k, rng)
             returned, keep, reps, parents, spawn = _guided_step(guide, plan, rng, logits, opts, ids, ptr, copies,
                                                                 match, length, n0)
         for r in np.flatnonzero(returned):  # once per copy (probes of a suffix may end with several)
@@ -389,8 +389,7 @@ def _guided_step(guide: Guide, plan: NamePlan, rng: np.random.Generator, logits:
 
 def is_known(model: TrainedModel, names: list[str]) -> list[bool]:
     """For each name as shown (display form), whether it is in the model's training list."""
-    training = set(model.names)
-    return [model.case.model_form(n) in training for n in names]
+    return [model.case.model_form(n) in model.name_set for n in names]
 
 
 def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None,
