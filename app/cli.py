@@ -334,8 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an API replica only: jobs are trained by `worker` processes sharing the database")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("worker", help="run a training worker (any number, on any machine that reaches "
-                       "DINO_DATABASE_URL and the store)")
+    worker_help = ("run a training worker (any number, on any machine that reaches DINO_DATABASE_URL "
+                   "and the store)")
+    p = sub.add_parser("worker", help=worker_help, description=worker_help + ". It reads DINO_DATABASE_URL "
+                       "(default: the SQLite file in the store), DINO_STORE_DIR and the other DINO_* settings; "
+                       "Ctrl+C or SIGTERM gives its job back to the queue.")
     p.set_defaults(func=cmd_worker)
     return parser
 

@@ -171,3 +171,11 @@ def test_strict_novelty_keeps_one_edit_away_from_training(tiny: TrainedModel) ->
     ranked = most_likely_names(tiny, NameOptions(count=len(far), mode="beam", novel=True, max_length=MAX_LEN),
                                reject=near)
     assert {n for n, _ in ranked} == far
+
+
+def test_excluding_every_letter_is_refused_not_answered_with_an_empty_name(tiny_names_model: TrainedModel) -> None:
+    every = "abcdefghijklmnopqrstuvwxyz"  # the dinosaur list's letters (a space is never in a name's edge)
+    with pytest.raises(InvalidInput, match="exclude forbids every character"):
+        sample_names(tiny_names_model, NameOptions(count=1, exclude=every))
+    names = sample_names(tiny_names_model, NameOptions(count=3, seed=0, exclude=every.replace("a", ""), min_length=2))
+    assert names and all(set(n.lower()) == {"a"} and len(n) >= 2 for n in names)  # one letter left: names of it

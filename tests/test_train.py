@@ -213,6 +213,17 @@ def test_cross_validation_stops_a_60_epoch_schedule() -> None:
         np.testing.assert_array_equal(model.params[k], by_hand.params[k])
 
 
+def test_a_time_budget_only_caps_a_small_lists_cross_validated_stop() -> None:
+    """A budget on a small list must not buy epochs until the names are learnt by heart (a 1x64
+    network memorised 30 cat names in 8 s): the cross-validated stop holds, the budget caps it."""
+    names = "\n".join(parse_names((ROOT / "data" / "lists" / "cat-names.txt").read_text(encoding="utf-8"))[:40])
+    free = train(names, TrainConfig(seed=1))
+    budgeted = train(names, TrainConfig(seed=1, time_budget=3600))
+    assert budgeted.meta["training"]["epochs_run"] == free.meta["training"]["epochs_run"] < 60
+    for k in free.params:
+        np.testing.assert_array_equal(free.params[k], budgeted.params[k])
+
+
 def test_a_deadline_stops_without_changing_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     config = TrainConfig(hidden=16, layers=1, epochs=3, batch_size=64)
     free = train(DINOS.read_text(), config)

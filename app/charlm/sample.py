@@ -246,6 +246,10 @@ class NameOptions:
             clash = banned & set(value)
             _check(not clash, f"{what} uses {describe_chars(clash)}, which exclude forbids; remove "
                               f"{'it' if len(clash) == 1 else 'them'} from exclude or from {what}")
+        letters = set(model.vocab.chars[1:]) - {" "}  # what a name can be made of
+        _check(bool(prefix or suffix or contains) or bool(letters - banned),
+               "exclude forbids every character the model writes names with; keep at least one of "
+               f"{describe_chars(letters)}")
         shortest = max(_merged_length(prefix, suffix), len(contains)) + prefix.endswith(" ")
         label = " and ".join(w for w, v in (("prefix", prefix), ("suffix", suffix), ("contains", contains)) if v)
         _check(shortest <= MAX_NAME_CHARS, f"{label} need{'s' * (' ' not in label)} names of {shortest} characters; "
@@ -487,11 +491,21 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
     return list(found)
 
 
+def _known_part(model: TrainedModel, rule: str, ending: bool) -> str:
+    """The longest proper ending (or beginning, for `contains`) of `rule` that some training name
+    ends with (or contains): a shorter rule the model has seen, so one that can work ("" if none)."""
+    for k in range(len(rule) - 1, 0, -1):
+        part = rule[-k:] if ending else rule[:k]
+        if any(n.endswith(part) if ending else part in n for n in model.name_set):
+            return part
+    return ""
+
+
 def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: int, drawn: int, ended: int) -> str:
     """Why a names request fell short, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
-    head = f"found only {found} {kind} names of the {opts.count} asked" + (f" on page {opts.page}" if opts.page > 1
-                                                                          else "")
+    head = (f"found only {found} {kind} name{'s' * (found != 1)} of the {opts.count} asked"
+            + (f" on page {opts.page}" if opts.page > 1 else ""))
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""
@@ -500,9 +514,10 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: in
         return (f"{head}: greedy sampling gives one name and {why}; use the default temperature 1 and no top-k"
                 + ("" if ended else ", or raise max-length"))
     if rules and ended < opts.count:
-        shorter = [f"{what} {value[1:]!r}" if what == "suffix" else f"{what} {value[:-1]!r}"
-                   for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if len(value) > 1]
-        remedy = f"use a shorter {' or '.join(shorter)}, " if shorter else ""
+        shorter = [f"{what} {part!r}" for what, part in (("suffix", _known_part(model, plan.suffix, True)),
+                                                          ("contains", _known_part(model, plan.contains, False)))
+                   if part]
+        remedy = f"use a shorter {' or '.join(shorter)} (training names have it), " if shorter else ""
         return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
                 f"{drawn} tries; {remedy}raise max-length or the temperature, or ask for fewer names")
     if ended < opts.count:
@@ -513,7 +528,8 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: in
     if found == 0:
         return (f"{head}: every name that fits the prefix, constraints and length limits is in the training list; "
                 "drop novel (or ask novel true instead of strict), or loosen the prefix, constraints and length limits")
-    return (f"{head}: at these settings the model keeps repeating {found} names; ask for at most {found}, "
+    return (f"{head}: at these settings the model keeps repeating {found} name{'s' * (found != 1)}; ask for at "
+            f"most {found}, "
             "raise the temperature, or loosen the prefix, constraints and length limits")
 
 

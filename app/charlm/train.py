@@ -68,8 +68,10 @@ class TrainConfig:
         schedule of CV_EPOCHS (CV_EPOCHS_FINE_TUNE when fine-tuned) that `train` stops at the
         epoch a CV_FOLDS-fold cross-validation finds best (`_cross_validate`). Longer lists keep
         5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches, so an
-        80,000-name list trains in minutes, not hours. With a time budget the epochs are not
-        set: the budget decides. The rule counts names, not seconds: same data, same schedule.
+        80,000-name list trains in minutes, not hours. With a time budget the epochs of a list of
+        SMALL_LIST names or more are not set (the budget decides); a small list keeps its
+        cross-validated stop, which the budget only caps: run to the end of the budget, a 1x64
+        network learns 30 names by heart. The rule counts names, not seconds: same data, same schedule.
         """
         if self.kind != "names":
             return self
@@ -80,8 +82,8 @@ class TrainConfig:
         else:
             fill.update(epochs=max(MIN_EPOCHS, round(DEFAULTS["names"]["epochs"] * min(1.0, BIG_LIST / n_names))),
                         batch_size=16 if n_names < BIG_BATCH_LIST else 64)
-        if self.time_budget is not None:
-            fill.pop("epochs")
+        if self.time_budget is not None and n_names >= SMALL_LIST:
+            fill.pop("epochs")  # the budget decides; a small list keeps its cross-validated stop (the budget caps it)
         return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
 
     def resolved(self) -> TrainConfig:
@@ -232,8 +234,8 @@ class _Run:
 
     def progress(self, epoch: float) -> float:
         by_epochs = epoch / float(self.cfg.schedule_epochs or self.cfg.epochs or 1)
-        if self.cfg.time_budget:
-            return max(by_epochs, self.elapsed() / self.cfg.time_budget)
+        if self.cfg.time_budget and self.cfg.schedule_epochs is None:  # a cross-validated schedule runs on
+            return max(by_epochs, self.elapsed() / self.cfg.time_budget)  # steps: the budget only caps it
         return by_epochs
 
     @property
@@ -466,7 +468,7 @@ def train(
             prep = _prepare(raw_text, config, val_text, np.random.default_rng(prep.cfg.seed))
     cfg = prep.cfg
     steps_before = 0  # cross-validation steps reported before the run's own (small lists)
-    if (cfg.kind == "names" and config.epochs is None and cfg.time_budget is None and snapshot is None
+    if (cfg.kind == "names" and config.epochs is None and snapshot is None
             and len(prep.names) < SMALL_LIST and prep.val_data is None):
         chosen, steps_before = _reported_cross_validation(cfg, prep, clock, base, on_progress, should_stop,
                                                           report_every)
