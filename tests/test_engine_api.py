@@ -69,8 +69,9 @@ def test_score_matches_eval_and_reports_its_reference(client: TestClient, tmp_pa
         assert s["log_prob"] == pytest.approx(-one.nll_per_char * one.chars, abs=1e-5)
     pct = {s["name"]: s["percentile"] for s in body["scores"]}
     assert pct["Tyrannosaurus"] > pct["Zorbasaurus"] > pct["Xqzzq"] == 0.0
-    bad = client.post("/score", json={"names": ["Caf\u00e9"]})
+    bad = client.post("/score", json={"names": ["Tyrannosaurus", "Caf\u00e9"]})
     assert bad.status_code == 422 and "'\u00e9'" in bad.json()["detail"]
+    assert "name 2 ('Caf\u00e9')" in bad.json()["detail"]  # which of the names is at fault
     extra = client.post("/score", json={"names": ["a"], "modle": "x"})
     assert extra.status_code == 422 and "modle" in extra.json()["detail"]
     assert client.post("/score", json={"names": []}).status_code == 422

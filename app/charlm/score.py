@@ -18,6 +18,7 @@ from .data import encode_names
 from .errors import InvalidInput
 from .evaluate import names_log_probs
 from .textnorm import clean_name
+from .vocab import describe_chars
 
 MAX_SCORE_NAMES = 100
 
@@ -47,6 +48,10 @@ def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
         if not form or "\n" in form:
             problem = "is empty" if not form else "has a line break"
             raise InvalidInput(f"name {number} {problem}; give each name as one line of at least one character")
+        bad = model.vocab.unknown(form)
+        if bad:
+            raise InvalidInput(f"name {number} ({names[number - 1]!r}) has characters not in the model's vocabulary: "
+                               f"{describe_chars(bad)}; remove them or score it with a model that knows them")
     log_probs = names_log_probs(model.net, model.params, encode_names(model.vocab, forms))
     ref = sorted(model.reference["nll_per_char"]) if model.reference is not None else None
     scores = []
