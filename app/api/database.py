@@ -42,6 +42,12 @@ def shown_url(url: str) -> str:
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", shown)
 
 
+def reason(exc: BaseException) -> str:
+    """The first line of a database error, from the driver's own exception where there is one (for
+    one-line messages and logs; SQLAlchemy's text adds the statement and a link)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `sqlite:////ABSOLUTE/FILE` or `postgresql://…` (InvalidInput naming the URL,
     password hidden, and what to write instead)."""

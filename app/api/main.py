@@ -23,6 +23,7 @@ from app import __version__
 
 from .admission import CLIENT_GONE, SamplingGate
 from .bodylimit import BodyLimit
+from .database import reason
 from .deps import CLOSE, Services
 from .logs import printable
 from .metrics import Metrics
@@ -128,9 +129,8 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
     async def database_away(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         """The job database could not answer (PostgreSQL restarting, a network blip): a 503 that a load
         balancer retries elsewhere and a client retries later, and one log line, not a traceback."""
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         log.warning("job database unavailable on %s %s: %s: %s", printable(request.method),
-                    printable(request.url.path), type(exc).__name__, printable(reason))
+                    printable(request.url.path), type(exc).__name__, printable(reason(exc)))
         return JSONResponse({"detail": "the job database is unavailable; retry in a few seconds"},
                             status_code=503, headers={"Retry-After": "5"})
 

@@ -15,7 +15,7 @@ from app.charlm.store import BUILTIN_DIR, ModelStore
 from app.charlm.train import CHECKPOINT_EVERY
 from app.locations import default_store_dir
 
-from .database import shown_url, sqlite_url
+from .database import reason, shown_url, sqlite_url
 from .jobs import LEASE_SECONDS, MAX_ATTEMPTS, JobStore
 
 
@@ -88,7 +88,6 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings.open_jobs().close()
     except (SQLAlchemyError, ValueError) as exc:  # ValueError: a connection string psycopg cannot read
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise InvalidInput(f"cannot use the job database {settings.jobs_url_shown}: {reason}; check "
+        raise InvalidInput(f"cannot use the job database {settings.jobs_url_shown}: {reason(exc)}; check "
                            "DINO_DATABASE_URL and that the database server runs") from None
     return settings

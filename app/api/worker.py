@@ -35,7 +35,7 @@ from app.charlm.store import ModelStore
 from app.charlm.train import CHECKPOINT_EVERY, Progress, TrainConfig, resume, train
 
 from . import logs
-from .database import shown_url
+from .database import reason, shown_url
 from .jobs import FINISHED, JobStore
 from .settings import Settings
 
@@ -126,8 +126,7 @@ class Worker:
                     self.sweep_checkpoints()
                     swept = time.monotonic()
             except SQLAlchemyError as exc:  # the database is unreachable: wait and try again
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                outage.warn("cannot claim a job (%s: %s); retrying", type(exc).__name__, reason)
+                outage.warn("cannot claim a job (%s: %s); retrying", type(exc).__name__, reason(exc))
                 claimed = None
             if claimed is None:
                 time.sleep(self.poll_seconds)
