@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 
 from app.charlm import checkpoint
-from app.charlm.batching import Scheduler, model_stepper
+from app.charlm.batching import Scheduler
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.store import ModelStore
 
@@ -59,7 +59,7 @@ class ModelRegistry:
         with self._lock:
             scheduler = self._schedulers.get(key)
         if scheduler is None:
-            started = Scheduler(model_stepper(model.net, model.params), f"{name}-{version}")
+            started = Scheduler(model.stepper, f"{name}-{version}")
             with self._lock:
                 scheduler = self._schedulers.setdefault(key, started)
             if scheduler is not started:

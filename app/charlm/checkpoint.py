@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from .batching import model_stepper
 from .casing import CasePolicy
 from .errors import InvalidInput, InvalidModel
 from .layers import ARCHS, Params
-from .model import CharModel, ModelConfig
+from .model import CharModel, ModelConfig, Stepper
 from .vocab import Vocab
 
 FORMAT_VERSION = 2  # 2 added `case` and `case_style`; version 1 directories load as fold/Title
@@ -47,6 +48,12 @@ class TrainedModel:
     @property
     def net(self) -> CharModel:
         return CharModel(self.config)
+
+    @cached_property
+    def stepper(self) -> Stepper:
+        """The network's blocked stepper (`batching.model_stepper`: its block sizes are checked with a
+        few steps), made once per loaded model rather than once per request."""
+        return model_stepper(self.net, self.params)
 
     @cached_property
     def name_set(self) -> frozenset[str]:

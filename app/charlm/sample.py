@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import Job, model_stepper, run_alone
+from .batching import Job, run_alone
 from .checkpoint import TrainedModel
 from .errors import InvalidInput, WorkStopped
 from .guide import Guide
@@ -405,7 +405,7 @@ def sample_names(model: TrainedModel, opts: NameOptions, should_stop: StopCheck 
     WorkStopped when `should_stop` (asked once per generation step) answers True. The steps run
     in blocks (`batching.model_stepper`), so the answer equals that of the same job in a `Scheduler`.
     """
-    return run_alone(names_job(model, opts, should_stop, reject), model_stepper(model.net, model.params))
+    return run_alone(names_job(model, opts, should_stop, reject), model.stepper)
 
 
 def names_job(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | None = None,
