@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.api.registry import ModelRegistry
-from app.charlm.batching import BLOCK_SIZES, SAFE_SIZES, Scheduler, blocked, exact_sizes, model_stepper
+from app.charlm.batching import BLOCK_SIZES, SAFE_SIZES, Scheduler, SchedulerClosed, blocked, exact_sizes, model_stepper
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, WorkStopped
 from app.charlm.model import ModelState
@@ -162,9 +162,23 @@ def test_each_loaded_version_has_one_scheduler_closed_with_it(tmp_path: Path) ->
     assert scheduler.submit(names_job(model, NameOptions(count=2, seed=0))).result(timeout=60)
     registry.get("shakespeare")  # evicts dinos (capacity 1): its scheduler takes no more jobs
     assert registry.cached_engine("dinos") is None
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(SchedulerClosed, match="closed"):
         scheduler.submit(names_job(model, NameOptions()))
     fresh = registry.engine("dinos")[2]
     registry.close()
     with pytest.raises(RuntimeError, match="closed"):
         fresh.submit(names_job(model, NameOptions()))
+
+
+def test_a_request_whose_version_left_the_cache_meanwhile_is_served(tmp_path: Path) -> None:
+    """The race of a burst of new versions: a request took a version's scheduler just before the
+    version left the cache and its scheduler closed. It loads the version again instead of failing."""
+    with make_client(tmp_path) as client:
+        first = client.get("/names", params={"seed": 3})
+        registry = client.app.state.services.registry  # type: ignore[attr-defined]
+        _, _, scheduler = registry.cached_engine("dinos")
+        scheduler.close()  # closed behind the registry's back, as eviction does in the race
+        again = client.get("/names", params={"seed": 3})
+        assert again.status_code == 200, again.text
+        assert again.json()["names"] == first.json()["names"]
+        assert registry.cached_engine("dinos")[2] is not scheduler

@@ -49,7 +49,7 @@ class ModelRegistry:
         key = (name, self.store.active_version(name))
         with self._lock:
             model, scheduler = self._cache.get(key), self._schedulers.get(key)
-        return None if model is None or scheduler is None else (model, key[1], scheduler)
+        return None if model is None or scheduler is None or scheduler.closed else (model, key[1], scheduler)
 
     def engine(self, name: str) -> tuple[TrainedModel, str, Scheduler]:
         """`get`, and the batching scheduler of that version, started on first use (checking its
@@ -58,10 +58,12 @@ class ModelRegistry:
         key = (name, version)
         with self._lock:
             scheduler = self._schedulers.get(key)
-        if scheduler is None:
+        if scheduler is None or scheduler.closed:
             started = Scheduler(model.stepper, f"{name}-{version}")
             with self._lock:
-                scheduler = self._schedulers.setdefault(key, started)
+                scheduler = self._schedulers.get(key)
+                if scheduler is None or scheduler.closed:
+                    scheduler = self._schedulers[key] = started
             if scheduler is not started:
                 started.close(wait=False)
         return model, version, scheduler

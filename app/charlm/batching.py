@@ -129,6 +129,10 @@ class _Pending:
         return len(self.ids)
 
 
+class SchedulerClosed(RuntimeError):
+    """The scheduler takes no more jobs (its model version left the cache, or the service stops)."""
+
+
 class Scheduler:
     """One thread that steps the jobs of one model version together (continuous batching), with
     `step` (give it `model_stepper`'s, so that answers equal `sample_names`' alone).
@@ -149,14 +153,18 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, job: Job[T]) -> Future[T]:
-        """Queue a job; it joins the batch at the next tick. RuntimeError once closed."""
+        """Queue a job; it joins the batch at the next tick. SchedulerClosed once closed."""
         pending = _Pending(job, Future())
         with self._wake:
             if self._closed:
-                raise RuntimeError("this model version's scheduler has closed")
+                raise SchedulerClosed("this model version's scheduler has closed")
             self._incoming.append(pending)
             self._wake.notify()
         return pending.future
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self, wait: bool = True) -> None:
         """Take no more jobs; the thread ends once those it has are finished."""

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from app.charlm.batching import Scheduler
+from app.charlm.batching import Job, Scheduler, SchedulerClosed
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
 
 from ..deps import Services
+
+T = TypeVar("T")
 
 MODEL_NAME = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")]
 TEMPERATURE = Annotated[float, Query(gt=0, le=10, description="sampling temperature")]
@@ -65,6 +68,22 @@ async def load_engine(services: Services, name: str) -> tuple[TrainedModel, str,
     with _model_errors(name):
         hit = services.registry.cached_engine(name)
         return hit if hit is not None else await anyio.to_thread.run_sync(services.registry.engine, name)
+
+
+async def submit_to_engine(services: Services, name: str,
+                           make_job: Callable[[TrainedModel], Job[T]]) -> tuple[TrainedModel, str, Future[T]]:
+    """`make_job(model)` queued in the scheduler of the model's active version: the model, its
+    version and the job's future. A version that left the cache between loading and queueing (a
+    burst of more new versions than the cache holds closes its scheduler) is loaded again; 503
+    with Retry-After if that keeps happening."""
+    for _ in range(3):
+        loaded, version, scheduler = await load_engine(services, name)
+        try:
+            return loaded, version, scheduler.submit(make_job(loaded))
+        except SchedulerClosed:
+            continue
+    raise HTTPException(503, f"model {name!r} is changing faster than it can be loaded; try again shortly",
+                        headers={"Retry-After": "1"})
 
 
 @contextmanager

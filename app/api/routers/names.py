@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from app.charlm.batching import Job
 from app.charlm.beam import most_likely_names
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.sample import MAX_COUNT, MAX_NAME_CHARS, MAX_PAGE_NAMES, NameFilter, NameOptions, is_known, names_job
@@ -16,7 +17,7 @@ from app.novelty import novelty
 from ..admission import StopCheck
 from ..deps import ServicesDep
 from ..schemas import NamesOut
-from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_engine, load_model, user_errors
+from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, submit_to_engine, user_errors
 
 router = APIRouter(tags=["names"])
 
@@ -63,10 +64,13 @@ async def get_names(
         out = await services.gate.run(request, ranked)
     else:  # sampled: the rows share the steps of every concurrent request in the model's scheduler
         async with services.gate.admit(request) as budget:
-            loaded, version, scheduler = await load_engine(services, model)
-            opts, reject = options(loaded)
+            def job(loaded: TrainedModel) -> Job[list[str]]:
+                opts, reject = options(loaded)
+                return names_job(loaded, opts, budget.start(), reject)
+
             with user_errors():
-                names = await asyncio.wrap_future(scheduler.submit(names_job(loaded, opts, budget.start(), reject)))
+                loaded, version, future = await submit_to_engine(services, model, job)
+                names = await asyncio.wrap_future(future)
         out = NamesOut(model=model, version=version, names=names, known=is_known(loaded, names), log_probs=None)
     services.metrics.names.labels(model).inc(len(out.names))
     return out
