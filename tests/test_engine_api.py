@@ -51,6 +51,13 @@ def test_unknown_query_parameters_are_named(client: TestClient, path: str, param
     assert blank.status_code == 422 and typo in blank.json()["detail"]
 
 
+@pytest.mark.parametrize("path, query", [("/names", "count=7&count=8"), ("/poem", "seed=1&lines=2&seed=2")])
+def test_a_repeated_query_parameter_is_refused(client: TestClient, path: str, query: str) -> None:
+    r = client.get(f"{path}?{query}")  # which one would win is not for the server to guess
+    repeated = query.split("=")[0]
+    assert r.status_code == 422 and r.json()["detail"] == f"{repeated}: given 2 times; give it once"
+
+
 def test_default_min_length_is_the_shortest_training_name(client: TestClient, training: set[str]) -> None:
     shortest = min(len(n) for n in training)
     names = client.get("/names", params={"count": 300, "seed": 0, "temperature": 2.0}).json()["names"]

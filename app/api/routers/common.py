@@ -51,6 +51,10 @@ async def _known_query(request: Request) -> None:
         message = f"unknown query parameter (known: {', '.join(sorted(known))})"
         raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", k), "msg": message,
                                        "input": request.query_params.get(k)} for k in unknown])
+    repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]  # else the last would silently win
+    if repeated:
+        raise RequestValidationError([{"type": "repeated", "loc": ("query", k), "input": request.query_params.getlist(k),
+                                       "msg": f"given {keys.count(k)} times; give it once"} for k in repeated])
 
 
 STRICT_QUERY = Depends(_known_query)
