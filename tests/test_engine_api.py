@@ -98,6 +98,8 @@ def test_pages_of_a_seed(client: TestClient) -> None:
     assert client.get("/names", params={"seed": 9, "count": 20, "page": 2}).json()["names"] == pages[1]
     r = client.get("/names", params={"count": 1000, "page": 6})
     assert r.status_code == 422 and "page x count" in r.json()["detail"]
+    r = client.get("/names", params={"count": 20, "page": 2})  # without a seed page 2 would be any 20 names
+    assert r.status_code == 422 and "page 2 needs a seed" in r.json()["detail"]
 
 
 def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> None:
