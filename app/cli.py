@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["names", "text"], default="names")
     p.add_argument("--arch", choices=["rnn", "lstm"], default="lstm")
     for flag, kind, help_text in [
-        ("--hidden", int, "hidden units per layer"),
+        ("--hidden", int, "hidden units per layer (of the whole network: members split them)"),
         ("--layers", int, "stacked recurrent layers"),
+        ("--members", int, "names: an ensemble of this many networks trained side by side, sampled as one"),
         ("--dropout", float, "dropout on each layer's output"),
         ("--weight-drop", float, "DropConnect on the recurrent weights"),
         ("--ema", float, "decay of the weights' moving average (0: off)"),

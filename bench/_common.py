@@ -27,7 +27,7 @@ DINOS = ROOT / "data" / "dinos.txt"
 SONNETS = ROOT / "data" / "shakespeare.txt"
 
 
-INT_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "window", "seed", "schedule_epochs")
+INT_OPTIONS = ("hidden", "layers", "members", "epochs", "batch_size", "window", "seed", "schedule_epochs")
 
 
 def config_overrides(settings: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import ROOT, machine
+from _common import ROOT, config_overrides, machine
 from kneser_ney import KneserNey
 
 from app.charlm.casing import choose
@@ -41,7 +41,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lists", nargs="+", default=list(LISTS))
     parser.add_argument("--seed", type=int, default=0, help="which 90/10 split")
+    parser.add_argument("--set", action="append", default=[], help="override an option, e.g. members=1")
     args = parser.parse_args()
+    overrides = config_overrides(args.set)
     print(f"machine: {machine()}")
     print("list | names | case | ours nats/char | KN 4-gram | expected s | took s | ETA at 10% | real rest")
     for name in args.lists:
@@ -56,7 +58,7 @@ def main() -> None:
         def note(p: Progress, reports: list[tuple[float, Progress]] = reports, start: float = start) -> None:
             reports.append((time.perf_counter() - start, p))
 
-        model = train("\n".join(train_names), TrainConfig(epochs=LISTS.get(name)), on_progress=note)
+        model = train("\n".join(train_names), TrainConfig(**{"epochs": LISTS.get(name), **overrides}), on_progress=note)
         took = time.perf_counter() - start  # everything, cross-validation of small lists included
         ours = evaluate(model, "\n".join(test_names)).nll_per_char
         kn = KneserNey(order=4).fit(train_names)

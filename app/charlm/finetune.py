@@ -90,5 +90,5 @@ def adopt_base(config_fields: dict[str, object], base: TrainedModel) -> dict[str
         if given is not None and given != fixed[key]:
             raise InvalidInput(f"--{key} {given} conflicts with the base model's {fixed[key]}; a fine-tuned model "
                                f"keeps its base's sizes, so leave --{key} out")
-    return {**config_fields, **fixed}
+    return {**config_fields, **fixed, "members": 1}  # the base's network goes on as one, whatever it was trained as
 

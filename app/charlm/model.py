@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .layers import ARCHS, Cache, Params, RecurrentLayer, State
+from .members import block_masks, merge
 from .packing import Packing
 
 ModelState = list[State]  # one recurrent state per layer
@@ -36,13 +37,27 @@ class ModelConfig:
 
 
 class CharModel:
-    """Stacked recurrent character model; parameters live outside in a flat dict."""
+    """Stacked recurrent character model; parameters live outside in a flat dict.
 
-    def __init__(self, config: ModelConfig) -> None:
+    With `members` K > 1 (training only) the network is an ensemble of K networks of hidden / K
+    units laid out block-diagonally (members.py): `init_params` starts each member as its own
+    network, `forward` with an `rng` returns each member's logits and `backward` keeps the
+    blocks apart. Without an `rng` (validation, sampling) it is the plain network, whose logits
+    are the mean of the members'.
+    """
+
+    def __init__(self, config: ModelConfig, members: int = 1) -> None:
+        if members < 1 or config.hidden % members:
+            raise ValueError(f"{members} members cannot split {config.hidden} hidden units evenly")
         self.config = config
+        self.members = members
         self.layer: RecurrentLayer = ARCHS[config.arch]
+        self._block_masks: dict[str, np.ndarray] | None = None
 
     def init_params(self, rng: np.random.Generator, dtype: Any = np.float32) -> Params:
+        if self.members > 1:  # each member starts as a network of its own size would
+            member = CharModel(replace(self.config, hidden=self.config.hidden // self.members))
+            return merge([member.init_params(rng, dtype) for _ in range(self.members)], self.config.layers)
         cfg = self.config
         params: Params = {}
         for n in range(cfg.layers):
@@ -106,18 +121,35 @@ class CharModel:
                 h = packing.scale(h, mask)
             masks.append(mask)
             x = h
-        logits = x @ params["Wy"]
-        logits += params["by"]
         cache = {"layers": caches, "masks": masks, "weight_masks": weight_masks, "params": layer_params, "top": x,
                  "packing": packing}
+        if self.members > 1 and rng is not None:
+            return self._member_logits(params, x, packing), new_state, cache
+        logits = x @ params["Wy"]
+        logits += params["by"]
         return packing.unpack(logits), new_state, cache
+
+    def _member_logits(self, params: Params, top: np.ndarray, packing: Packing) -> np.ndarray:
+        """Each member's logits K·h_k·Wy_k + by (members.py) of packed top-layer outputs (N, K·H),
+        as (T, B·K, V): member k of sequence b is column b·K + k (targets repeated K times match)."""
+        K = self.members
+        N, V = len(top), params["Wy"].shape[1]
+        h = top.reshape(N, K, -1).transpose(1, 0, 2)  # (K, N, H)
+        logits = (h @ params["Wy"].reshape(K, -1, V)).transpose(1, 0, 2)  # (N, K, V)
+        logits *= K
+        logits += params["by"]
+        T, B = len(packing.sizes), packing.batch
+        return packing.unpack(logits).reshape(T, B * K, V)
 
     def backward(self, params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
         """Gradients of the loss for every parameter, given dL/dlogits (T, B, V)."""
         packing: Packing = cache["packing"]
-        flat = packing.pack(dlogits)
-        grads: Params = {"Wy": cache["top"].T @ flat, "by": flat.sum(axis=0)}
-        dh = flat @ params["Wy"].T
+        if dlogits.shape[1] != packing.batch:  # members' logits (T, B·K, V) from a training forward
+            grads, dh = self._member_head_backward(params, cache["top"], dlogits, packing)
+        else:
+            flat = packing.pack(dlogits)
+            grads = {"Wy": cache["top"].T @ flat, "by": flat.sum(axis=0)}
+            dh = flat @ params["Wy"].T
         for n in range(self.config.layers - 1, -1, -1):
             mask = cache["masks"][n]
             if mask is not None:
@@ -130,7 +162,25 @@ class CharModel:
                 grads[f"l{n}.{key}"] = value
             if dx is not None:
                 dh = dx
+        if self.members > 1:
+            if self._block_masks is None:
+                self._block_masks = block_masks(params, self.config.layers, self.members)
+            for key, keep in self._block_masks.items():
+                grads[key] *= keep  # members never read each other's units
         return grads
+
+    def _member_head_backward(self, params: Params, top: np.ndarray, dlogits: np.ndarray,
+                              packing: Packing) -> tuple[Params, np.ndarray]:
+        """Gradients of the output layer and dL/dh (N, K·H) from the members' dL/dlogits (T, B·K, V)."""
+        K = self.members
+        T, V = dlogits.shape[0], dlogits.shape[2]
+        d = packing.pack(dlogits.reshape(T, packing.batch, K, V)).transpose(1, 0, 2)  # (K, N, V)
+        N = d.shape[1]
+        h = top.reshape(N, K, -1).transpose(1, 0, 2)  # (K, N, H)
+        dWy = (h.transpose(0, 2, 1) @ d).reshape(-1, V) * np.float32(K)
+        dh = (d @ params["Wy"].reshape(K, -1, V).transpose(0, 2, 1)).transpose(1, 0, 2).reshape(N, -1)
+        dh *= K
+        return {"Wy": dWy, "by": d.sum(axis=(0, 1))}, dh
 
     def stepper(self, params: Params) -> Stepper:
         """A function for sampling, one step at a time: ids (B,) -> logits (B, V) and the next state.

@@ -232,8 +232,9 @@ class NameOptions:
                "less at this count")
         _check(self.mode == "sample" or self.page == 1, "page goes with mode sample; beam gives one ranked list, "
                                                          "so ask for a larger count instead")
-        _check(self.page == 1 or self.seed is not None, f"page {self.page} needs a seed: only the pages of one seed "
-                                                         "never repeat a name; give the same seed on every page, e.g. 42")
+        _check(self.page == 1 or self.seed is not None, f"page {self.page} needs a seed: only the pages of one "
+                                                         "seed never repeat a name; give the same seed on every page, "
+                                                         "e.g. 42")
         _check(self.count == 1 or self.mode == "beam" or not is_greedy(self.temperature, self.top_k),
                f"greedy sampling (top-k 1 or a temperature below {GREEDY_BELOW:g}) always gives the same single "
                "name; ask for count 1, use mode beam for the most likely names, or use the default temperature "

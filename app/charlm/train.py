@@ -41,8 +41,9 @@ class TrainConfig:
 
     kind: str = "names"
     arch: str = "lstm"
-    hidden: int | None = None
+    hidden: int | None = None  # units per layer of the whole network (split evenly among `members`)
     layers: int | None = None
+    members: int | None = None  # an ensemble of this many networks trained side by side (members.py)
     dropout: float | None = None
     weight_drop: float | None = None
     epochs: int | None = None
@@ -77,7 +78,7 @@ class TrainConfig:
             return self
         fill: dict[str, Any] = {}
         if n_names < SMALL_LIST:
-            fill.update(val_fraction=0.0, **({} if self.init_from else SMALL_NET),
+            fill.update(val_fraction=0.0, members=1, **({} if self.init_from else SMALL_NET),
                         epochs=CV_EPOCHS_FINE_TUNE if self.init_from else CV_EPOCHS)
         else:
             fill.update(epochs=max(MIN_EPOCHS, round(DEFAULTS["names"]["epochs"] * min(1.0, BIG_LIST / n_names))),
@@ -100,6 +101,10 @@ class TrainConfig:
         cfg = replace(self, **filled)
         _check_range("hidden", cfg.hidden, 1, 2048)
         _check_range("layers", cfg.layers, 1, 8)
+        _check_range("members", cfg.members, 1, 8)
+        if int(cfg.hidden or 0) % int(cfg.members or 1):
+            raise InvalidInput(f"--hidden {cfg.hidden} does not split evenly into {cfg.members} members; give a "
+                               f"multiple of {cfg.members}, or --members 1")
         _check_range("dropout", cfg.dropout, 0.0, 0.9)
         _check_range("weight-drop", cfg.weight_drop, 0.0, 0.9)
         _check_range("epochs", cfg.epochs, 1, UNLIMITED_EPOCHS)
@@ -118,9 +123,9 @@ class TrainConfig:
 
 UNLIMITED_EPOCHS = 1_000_000
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "names": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=1e-2,
+    "names": dict(hidden=256, layers=2, members=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=16, lr=1e-2,
                   weight_decay=0.0, ema=0.999, val_fraction=0.05),
-    "text": dict(hidden=256, layers=2, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=32, lr=6e-3,
+    "text": dict(hidden=256, layers=2, members=1, dropout=0.4, weight_drop=0.5, epochs=40, batch_size=32, lr=6e-3,
                  weight_decay=0.0, window=128, ema=0.999, val_fraction=0.1),
 }
 # Text lr 6e-3: 1.568 nats/char on sonnets 141-154 after `--time-budget 600` on sonnets 1-140, against
@@ -135,7 +140,7 @@ SMALL_NET = dict(hidden=64, layers=1)  # from scratch on a small list: a 2x256 L
 # (cat names: 13, French towns: 55), and fine-tuning 2x256 from dinos peaked after 5 and then
 # over-fitted fast: no fixed count suits every list, so cross-validation picks it.
 CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
-SIZED_OPTIONS = ("hidden", "layers", "epochs", "batch_size", "val_fraction")  # what the size rule may set
+SIZED_OPTIONS = ("hidden", "layers", "members", "epochs", "batch_size", "val_fraction")  # what the size rule may set
 BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
 MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
 BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
@@ -251,7 +256,11 @@ class _Run:
                state: ModelState, epoch_pos: float) -> tuple[float, ModelState]:
         """One optimiser step on a batch; returns its loss and the final recurrent state."""
         active = None if mask is None else mask.sum(axis=1).tolist()  # names come longest first
+        self.chars_seen += int(mask.sum()) if mask is not None else targets.size
         logits, new_state, cache = self.net.forward(self.params, inputs, state, self.rng, active)
+        if self.net.members > 1:  # each member's logits get the targets: the loss is the members' mean
+            targets = np.repeat(targets, self.net.members, axis=1)
+            mask = None if mask is None else np.repeat(mask, self.net.members, axis=1)
         loss, dlogits = cross_entropy(logits, targets, mask)
         grads = self.net.backward(self.params, cache, dlogits)
         clip_global_norm(grads, self.cfg.clip)
@@ -261,7 +270,6 @@ class _Run:
             for k, v in self.ema_params.items():
                 v *= decay
                 v += (1 - decay) * self.params[k]
-        self.chars_seen += int(mask.sum()) if mask is not None else targets.size
         self.steps_done += 1
         return loss, new_state
 
@@ -573,7 +581,7 @@ def _new_run(cfg: TrainConfig, prep: _Prepared, rng: np.random.Generator, clock:
              base: TrainedModel | None) -> _Run:
     """A run at step 0: fresh weights from `rng`, or the base model's with the vocabulary extended."""
     net = CharModel(ModelConfig(cfg.arch, prep.vocab.size, int(cfg.hidden or 0), int(cfg.layers or 0),
-                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)))
+                                float(cfg.dropout or 0), float(cfg.weight_drop or 0)), int(cfg.members or 1))
     if base is None:
         params = net.init_params(rng)
     else:
@@ -702,7 +710,7 @@ def resume(
     """
     snap = resume_file.read(directory)
     try:
-        config = TrainConfig(**snap.meta["options"])
+        config = TrainConfig(**{"members": 1, **snap.meta["options"]})  # files from before members: one network
     except (KeyError, TypeError):
         raise InvalidInput(f"{directory}: the resume file's options are unreadable; train again with --out") from None
     return train(snap.data, config, on_progress, should_stop, snap.val_data, clock, report_every,

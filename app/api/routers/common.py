@@ -53,8 +53,8 @@ async def _known_query(request: Request) -> None:
                                        "input": request.query_params.get(k)} for k in unknown])
     repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]  # else the last would silently win
     if repeated:
-        raise RequestValidationError([{"type": "repeated", "loc": ("query", k), "input": request.query_params.getlist(k),
-                                       "msg": f"given {keys.count(k)} times; give it once"} for k in repeated])
+        raise RequestValidationError([{"type": "repeated", "loc": ("query", k), "msg": f"given {keys.count(k)} times; "
+                                       "give it once", "input": request.query_params.getlist(k)} for k in repeated])
 
 
 STRICT_QUERY = Depends(_known_query)

@@ -42,6 +42,8 @@ class TrainForm(BaseModel):
     arch: Literal["rnn", "lstm"] = "lstm"
     hidden: int | None = Field(default=None, ge=4, le=512)
     layers: int | None = Field(default=None, ge=1, le=3)
+    members: int | None = Field(default=None, ge=1, le=4, description="names: an ensemble of this many networks "
+                                "sharing `hidden`, trained side by side and sampled as one")
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     time_budget: float | None = Field(default=None, ge=0.1, description="seconds, at most the server's job cap")
     case: Literal["auto", "keep", "fold"] = Field(default="auto", description="keep or fold letter case")
@@ -86,7 +88,7 @@ def _options(form: TrainForm, services: Services) -> dict[str, Any]:
     cap = services.settings.max_job_seconds
     if form.time_budget is not None and form.time_budget > cap:
         raise HTTPException(422, f"time_budget: must be at most {cap:g} seconds on this server")
-    options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers,
+    options: dict[str, Any] = {"arch": form.arch, "hidden": form.hidden, "layers": form.layers, "members": form.members,
                                "epochs": form.epochs, "seed": form.seed, "time_budget": form.time_budget}
     if form.case != "auto":  # "auto" is the trainer's default: stored only when asked otherwise
         options["case"] = form.case

@@ -1,0 +1,71 @@
+"""An ensemble trained as one block-diagonal network (members.py) is K separate networks: each
+member's logits equal those of a network of its own size computed on its own, the plain network's
+logits are their mean, gradients equal finite differences, and the blocks stay apart in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.charlm.members import block_masks, merge, split
+from app.charlm.model import CharModel, ModelConfig, cross_entropy
+from app.charlm.train import TrainConfig, train
+
+from .test_model_gradients import numeric_grad, rel_error
+
+
+def _members_net(arch: str, dropout: float = 0.0, weight_drop: float = 0.0) -> tuple[CharModel, CharModel]:
+    """(3 members of 4 units as one network of 12, one member on its own); 2 layers, 7 characters."""
+    config = ModelConfig(arch, vocab_size=7, hidden=12, layers=2, dropout=dropout, weight_drop=weight_drop)
+    return CharModel(config, members=3), CharModel(ModelConfig(arch, 7, 4, 2))
+
+
+@pytest.mark.parametrize("arch", ["lstm", "rnn"])
+def test_each_member_is_a_network_of_its_own(arch: str) -> None:
+    net, alone = _members_net(arch)
+    params = net.init_params(np.random.default_rng(0), np.float64)
+    ids = np.random.default_rng(1).integers(0, 7, (5, 2))
+    trained, _, _ = net.forward(params, ids, net.zero_state(2, np.float64), np.random.default_rng(2))
+    plain, _, _ = net.forward(params, ids, net.zero_state(2, np.float64))
+    own = [alone.forward(p, ids, alone.zero_state(2, np.float64))[0] for p in split(params, 2, 3)]
+    for k in range(3):  # member k of sequence b is column b*3 + k
+        np.testing.assert_allclose(trained[:, k::3], own[k], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(plain, np.mean(own, axis=0), rtol=1e-12, atol=1e-12)
+    back = merge(split(params, 2, 3), 2)
+    assert all(np.array_equal(back[k], params[k]) for k in params)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "rnn"])
+def test_member_gradients_equal_finite_differences(arch: str) -> None:
+    net, _ = _members_net(arch, dropout=0.3, weight_drop=0.4)
+    rng = np.random.default_rng(0)
+    params = net.init_params(rng, np.float64)
+    masks = block_masks(params, 2, 3)
+    for key, v in params.items():
+        v += rng.normal(0, 0.3, v.shape) * masks.get(key, 1.0)  # off-diagonal blocks stay zero
+    ids, targets = rng.integers(0, 7, (4, 3)), rng.integers(0, 7, (4, 3))
+    active = [3, 3, 2, 1]  # packed: sequences of lengths 4, 3, 2
+    mask = np.arange(3)[None, :] < np.array(active)[:, None]
+
+    def loss() -> float:  # the mean of the members' cross-entropies; the same dropout masks every call
+        logits, _, _ = net.forward(params, ids, net.zero_state(3, np.float64), np.random.default_rng(5), active)
+        return cross_entropy(logits, np.repeat(targets, 3, axis=1), np.repeat(mask, 3, axis=1))[0]
+
+    logits, _, cache = net.forward(params, ids, net.zero_state(3, np.float64), np.random.default_rng(5), active)
+    grads = net.backward(params, cache, cross_entropy(logits, np.repeat(targets, 3, axis=1),
+                                                      np.repeat(mask, 3, axis=1))[1])
+    assert set(grads) == set(params)
+    for key in params:
+        keep = masks.get(key, 1.0)
+        assert rel_error(numeric_grad(loss, params[key]) * keep, grads[key]) < 1e-6, key
+        assert not np.any(grads[key] * (1 - keep)), key  # nothing flows between members
+
+
+def test_training_keeps_the_members_apart() -> None:
+    names = "\n".join(f"{a}{b}saurus" for a in "bcdfghk" for b in "aeiou") * 30  # over 1,000 names
+    model = train(names, TrainConfig(hidden=12, layers=2, members=3, epochs=2, batch_size=16, seed=1))
+    masks = block_masks(model.params, 2, 3)
+    for key, keep in masks.items():
+        assert not np.any(model.params[key] * (1 - keep)), key
+        assert np.count_nonzero(model.params[key] * keep) == keep.sum(), key
+    assert model.meta["training"]["options"]["members"] == 3 and model.config.hidden == 12
