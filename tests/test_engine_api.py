@@ -112,10 +112,12 @@ def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> Non
     assert client.get("/names", params={"count": 5, "suffix": "raptor"}).status_code == 200  # the advice works
 
 
-def test_models_report_memorisation_rate(client: TestClient) -> None:
+def test_models_report_memorisation_rate_and_members(client: TestClient) -> None:
     dinos = client.get("/models/dinos").json()
-    recorded = json.loads((ModelStore().model_dir("dinos") / "model.json").read_text())["memorisation_rate"]
-    assert dinos["memorisation_rate"] == recorded and 0 < recorded < 1  # written by training (make models)
+    meta = json.loads((ModelStore().model_dir("dinos") / "model.json").read_text())
+    assert dinos["memorisation_rate"] == meta["memorisation_rate"] and 0 < meta["memorisation_rate"] < 1
+    assert [v["members"] for v in dinos["versions"]] == [meta["training"]["options"]["members"]] == [2]
+    assert client.get("/models/shakespeare").json()["versions"][0]["members"] == 1
 
 
 def test_cli_sample_flags_and_score(tmp_path: Path) -> None:

@@ -85,6 +85,7 @@ class VersionOut(BaseModel):
     active: bool
     hidden: int | None = None
     layers: int | None = None
+    members: int = Field(1, description="networks of the ensemble that share the hidden units (1: one network)")
     case: str = "fold"
     metrics: dict[str, Any] = {}
     memorisation_rate: float | None = Field(None, description=MEMORISATION)

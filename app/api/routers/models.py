@@ -31,8 +31,10 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
         rate = meta.get("memorisation_rate")
         if version == active:
             kind, arch, case, memorised = meta.get("kind", ""), meta.get("arch", ""), version_case, rate
+        members = (meta.get("training") or {}).get("options", {}).get("members") or 1  # 1 before members
         versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
-                                   layers=meta.get("layers"), case=version_case, metrics=meta.get("metrics", {}),
+                                   layers=meta.get("layers"), members=members, case=version_case,
+                                   metrics=meta.get("metrics", {}),
                                    memorisation_rate=rate))
     return ModelOut(name=name, kind=kind, arch=arch, case=case, builtin=store.is_builtin(name),
                     memorisation_rate=memorised, active_version=active, versions=versions)
