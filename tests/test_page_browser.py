@@ -105,11 +105,13 @@ def test_errors_are_in_plain_words_next_to_the_control(page: Any, shots: Path, t
     page.get_by_test_id("names-generate").click()
     error.wait_for(state="hidden")
     assert page.get_by_test_id("names-count").get_attribute("aria-invalid") is None
+    page.wait_for_function(f"{ITEMS}.length === 3")
 
     page.get_by_test_id("names-prefix").fill("x\u2603")  # a character no dinosaur name has
     page.get_by_test_id("names-generate").click()
     error.wait_for(state="visible")
     assert page.evaluate(next_to, "names-prefix") == "error" and "\u2603" in error.inner_text()
+    assert page.evaluate(f"{ITEMS}.length") == 0  # the names of the earlier form are gone with it
     page.get_by_test_id("names-prefix").fill("")
 
     page.get_by_test_id("names-temperature").fill("0.0001")  # greedy: one name only, and the service says why

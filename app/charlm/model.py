@@ -91,7 +91,8 @@ class CharModel:
         rng: np.random.Generator | None = None,
         active: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, ModelState, Cache]:
-        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given. `active`
+        """ids (T, B) -> logits (T, B, V). Dropout is applied only when `rng` is given; with members
+        (class docstring) the logits are then each member's, (T, B·K, V). `active`
         (sequences still running at each step, the batch sorted longest first) packs the batch
         (packing.py): padding is not computed and its logits are zeros, for a loss that masks them."""
         T, B = ids.shape
@@ -121,9 +122,10 @@ class CharModel:
                 h = packing.scale(h, mask)
             masks.append(mask)
             x = h
+        by_member = self.members > 1 and rng is not None
         cache = {"layers": caches, "masks": masks, "weight_masks": weight_masks, "params": layer_params, "top": x,
-                 "packing": packing}
-        if self.members > 1 and rng is not None:
+                 "packing": packing, "by_member": by_member}
+        if by_member:
             return self._member_logits(params, x, packing), new_state, cache
         logits = x @ params["Wy"]
         logits += params["by"]
@@ -142,9 +144,10 @@ class CharModel:
         return packing.unpack(logits).reshape(T, B * K, V)
 
     def backward(self, params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
-        """Gradients of the loss for every parameter, given dL/dlogits (T, B, V)."""
+        """Gradients of the loss for every parameter, given dL/dlogits of `forward`'s logits ((T, B, V),
+        or the members' (T, B·K, V))."""
         packing: Packing = cache["packing"]
-        if dlogits.shape[1] != packing.batch:  # members' logits (T, B·K, V) from a training forward
+        if cache["by_member"]:  # the members' logits (T, B·K, V) of a training forward
             grads, dh = self._member_head_backward(params, cache["top"], dlogits, packing)
         else:
             flat = packing.pack(dlogits)
