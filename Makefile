@@ -29,7 +29,7 @@ test: $(VENV)/.installed
 	$(BIN)/mypy app
 	$(BIN)/python -m pytest
 
-# Rebuild the shipped weights: about 1 minute for dinos, 20 minutes for shakespeare on 2 cores.
+# Rebuild the shipped weights: about 2 minutes for dinos, 20 minutes for shakespeare on 2 cores.
 models: $(VENV)/.installed
 	$(BIN)/python -m app train --data data/dinos.txt --out model_store/dinos --seed 0
 	$(BIN)/python -m app train --kind text --data data/shakespeare.txt --out model_store/shakespeare \
