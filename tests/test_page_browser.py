@@ -267,6 +267,7 @@ def test_a_running_job_can_be_cancelled(page: Any, server: Server, shots: Path, 
     upload.write_text(DINOS.read_text())
     page.get_by_test_id("train-file").set_input_files(str(upload))
     page.get_by_test_id("train-name").fill("longdinos")
+    page.get_by_test_id("train-token").fill(TOKEN)  # not left to an earlier test's tab
     page.get_by_test_id("train-budget").fill("")
     page.get_by_test_id("train-epochs").fill("300")  # far longer than the test waits
     page.get_by_test_id("train-submit").click()
@@ -280,6 +281,8 @@ def test_a_running_job_can_be_cancelled(page: Any, server: Server, shots: Path, 
     job_id = page.evaluate("localStorage.getItem('dino.job')")
     assert _job(server, job_id)["status"] == "cancelled" and _job(server, job_id)["options"]["epochs"] == 300
     assert not page.get_by_test_id("train-submit").is_disabled()
+    assert page.get_by_test_id("job-status").inner_text() == "longdinos: cancelled"
+    assert page.get_by_test_id("loss-caption").inner_text().startswith("No model was stored")
 
 
 def test_api_docs_render_with_the_network_cut_off(page: Any) -> None:
