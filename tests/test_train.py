@@ -161,12 +161,13 @@ def test_plan_comes_first_and_steps_are_reported_within_epochs() -> None:
 
 @pytest.mark.parametrize(("n_names", "given", "expected"), [
     # (list size, options given, options the rule gives), worked out from the rule's constants by hand
-    (40, {}, dict(hidden=64, layers=1, val_fraction=0.0, epochs=60, batch_size=16)),  # train() then cross-validates
+    (40, {}, dict(hidden=64, layers=1, members=1, val_fraction=0.0, epochs=60, batch_size=16)),  # then cross-validated
     (999, {"hidden": 32, "epochs": 3}, dict(hidden=32, layers=1, val_fraction=0.0, epochs=3)),
     (40, {"init_from": "dinos"}, dict(hidden=256, layers=2, val_fraction=0.0, epochs=20)),
-    (1500, {}, dict(hidden=256, layers=2, val_fraction=0.05, epochs=40, batch_size=16)),
-    (5000, {}, dict(epochs=16, batch_size=16)),  # 40 * 2000 / 5000
-    (80000, {}, dict(epochs=6, batch_size=64)),  # 40 * 2000 / 80000 = 1, raised to the minimum of 6
+    (1500, {}, dict(hidden=256, layers=2, members=2, val_fraction=0.05, epochs=40, batch_size=16)),
+    (5000, {}, dict(epochs=16, batch_size=16, members=2)),  # 40 * 2000 / 5000
+    (5000, {"members": 4}, dict(members=4)),
+    (80000, {}, dict(epochs=6, batch_size=64, members=1)),  # 40 * 2000 / 80000 = 1, raised to the minimum of 6
     (80000, {"time_budget": 60.0}, dict(epochs=1_000_000, batch_size=64)),  # the budget decides
 ])
 def test_size_rule(n_names: int, given: dict, expected: dict) -> None:  # type: ignore[type-arg]

@@ -68,8 +68,9 @@ class TrainConfig:
         50 names, too few to choose weights by), a SMALL_NET when trained from scratch, and a
         schedule of CV_EPOCHS (CV_EPOCHS_FINE_TUNE when fine-tuned) that `train` stops at the
         epoch a CV_FOLDS-fold cross-validation finds best (`_cross_validate`). Longer lists keep
-        5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches, so an
-        80,000-name list trains in minutes, not hours. With a time budget the epochs of a list of
+        5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches and as one
+        network instead of members from BIG_BATCH_LIST names on, so an 80,000-name list trains in
+        minutes, not hours. With a time budget the epochs of a list of
         SMALL_LIST names or more are not set (the budget decides); a small list keeps its
         cross-validated stop, which the budget only caps: run to the end of the budget, a 1x64
         network learns 30 names by heart. The rule counts names, not seconds: same data, same schedule.
@@ -82,7 +83,8 @@ class TrainConfig:
                         epochs=CV_EPOCHS_FINE_TUNE if self.init_from else CV_EPOCHS)
         else:
             fill.update(epochs=max(MIN_EPOCHS, round(DEFAULTS["names"]["epochs"] * min(1.0, BIG_LIST / n_names))),
-                        batch_size=16 if n_names < BIG_BATCH_LIST else 64)
+                        batch_size=16 if n_names < BIG_BATCH_LIST else 64,
+                        **({} if n_names < BIG_BATCH_LIST else {"members": 1}))
         if self.time_budget is not None and n_names >= SMALL_LIST:
             fill.pop("epochs")  # the budget decides; a small list keeps its cross-validated stop (the budget caps it)
         return replace(self, **{k: v for k, v in fill.items() if getattr(self, k) is None})
@@ -130,7 +132,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Names members=2 (members.py): 2 members of 2x128 in place of one 2x256 network, the same cost per
 # step, held-out 1.555 nats/char against 1.574 over the splits 0-4 of the dinosaur names (better on
-# each) and 1.747 against 1.757 on Polish towns (bench/names_quality.py, bench/list_quality.py).
+# each) and 1.747/1.763 against 1.757/1.769 on two splits of Polish towns (bench/names_quality.py,
+# bench/list_quality.py). Not from BIG_BATCH_LIST names on (sized_for): on French towns (8,684)
+# members gave 1.728 against 1.694, a list that large trains too few epochs to over-fit one network.
 # Text lr 6e-3: 1.568 nats/char on sonnets 141-154 after `--time-budget 600` on sonnets 1-140, against
 # 1.576 with 3e-3 (bench/poem_quality.py, one run each on the 2-core development machine).
 
@@ -146,7 +150,7 @@ CV_EPOCHS, CV_EPOCHS_FINE_TUNE, CV_FOLDS = 60, 20, 4
 SIZED_OPTIONS = ("hidden", "layers", "members", "epochs", "batch_size", "val_fraction")  # what the size rule may set
 BIG_LIST = 2000  # distinct names: above, epochs shrink in proportion (40 at 2,000; 6 from 13,300 up)
 MIN_EPOCHS = 6  # 80,000 names: 6 epochs of 1,319 steps at 70 ms of CPU each, about 9 minutes on one core
-BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names
+BIG_BATCH_LIST = 8000  # distinct names: from here on, batches of 64 names and one network (no members)
 # With --time-budget and no --hidden/--layers (lists of SMALL_LIST names or more): the largest of
 # these (hidden, layers) whose measured epoch fits BUDGET_EPOCHS times into the budget.
 BUDGET_LADDER = ((256, 2), (128, 2), (64, 1))
