@@ -137,6 +137,8 @@ def test_cancel_running_job_keeps_current_model(server: Server) -> None:
     job = server.job(long_job)
     assert job["status"] == "running" and 0 < job["progress"] < 1 and job["history"]
     assert server.client.get("/healthz").status_code == 200  # the API answers while the worker trains
+    workers = worker_pids(server.store)  # and the worker trains only on CPU time the API leaves
+    assert workers and all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in workers)
     r = server.client.post(f"/jobs/{long_job}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert server.client.get("/names", params={"model": "pets", "seed": 5}).json() == before
