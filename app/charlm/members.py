@@ -31,9 +31,14 @@ def unit_member(hidden: int, members: int) -> np.ndarray:
     return np.arange(hidden) // (hidden // members)
 
 
-def column_member(columns: int, hidden: int, members: int) -> np.ndarray:
-    """Member of each column (columns,) of a layer's gate matrices (G blocks of `hidden` columns)."""
-    return unit_member(hidden, members)[np.arange(columns) % hidden]
+def _rows_are_units(n: int, key: str) -> bool:
+    """Whether the rows of layer n's `key` are hidden units (block-diagonal), not characters or none."""
+    return key == "Wh" or (key == "Wx" and n > 0)
+
+
+def _gate_columns(gates: int, hidden: int, units: np.ndarray) -> np.ndarray:
+    """The columns of `units` in a layer's `gates` blocks of `hidden` columns, gate by gate."""
+    return (np.arange(gates)[:, None] * hidden + units[None, :]).ravel()
 
 
 def block_masks(params: Params, layers: int, members: int) -> dict[str, np.ndarray]:
@@ -41,10 +46,11 @@ def block_masks(params: Params, layers: int, members: int) -> dict[str, np.ndarr
     (each layer's Wh and the Wx of layers after the first), as (rows, columns) float32 arrays."""
     masks: dict[str, np.ndarray] = {}
     for n in range(layers):
-        for key in ("Wh",) if n == 0 else ("Wx", "Wh"):
-            rows, columns = params[f"l{n}.{key}"].shape
-            masks[f"l{n}.{key}"] = (unit_member(rows, members)[:, None]
-                                    == column_member(columns, rows, members)[None, :]).astype(np.float32)
+        for key in ("Wx", "Wh"):
+            if _rows_are_units(n, key):
+                rows, columns = params[f"l{n}.{key}"].shape
+                of_row, of_column = unit_member(rows, members), unit_member(rows, members)[np.arange(columns) % rows]
+                masks[f"l{n}.{key}"] = (of_row[:, None] == of_column[None, :]).astype(np.float32)
     return masks
 
 
@@ -59,15 +65,16 @@ def merge(member_params: list[Params], layers: int) -> Params:
         for key in ("Wx", "Wh", "b"):
             parts = [p[f"l{n}.{key}"] for p in member_params]
             gates = parts[0].shape[-1] // H
-            square = key == "Wh" or (key == "Wx" and n > 0)
+            square = _rows_are_units(n, key)
             out = np.zeros(((K * H if square else parts[0].shape[0]),) * (parts[0].ndim - 1) + (gates * K * H,),
                            dtype=parts[0].dtype)
             for k, part in enumerate(parts):
-                columns = (np.arange(gates)[:, None] * K * H + k * H + np.arange(H)[None, :]).ravel()
+                units = k * H + np.arange(H)
+                columns = _gate_columns(gates, K * H, units)
                 if part.ndim == 1:
                     out[columns] = part
                 elif square:
-                    out[np.ix_(k * H + np.arange(H), columns)] = part
+                    out[np.ix_(units, columns)] = part
                 else:
                     out[:, columns] = part
             merged[f"l{n}.{key}"] = out
@@ -88,10 +95,13 @@ def split(params: Params, layers: int, members: int) -> list[Params]:
         for n in range(layers):
             for key in ("Wx", "Wh", "b"):
                 whole = params[f"l{n}.{key}"]
-                columns = (np.arange(whole.shape[-1] // hidden)[:, None] * hidden + units[None, :]).ravel()
-                square = key == "Wh" or (key == "Wx" and n > 0)
-                p[f"l{n}.{key}"] = whole[columns] if whole.ndim == 1 else whole[np.ix_(units, columns)] if square \
-                    else whole[:, columns]
+                columns = _gate_columns(whole.shape[-1] // hidden, hidden, units)
+                if whole.ndim == 1:
+                    p[f"l{n}.{key}"] = whole[columns]
+                elif _rows_are_units(n, key):
+                    p[f"l{n}.{key}"] = whole[np.ix_(units, columns)]
+                else:
+                    p[f"l{n}.{key}"] = whole[:, columns]
         p["Wy"] = params["Wy"][units] * np.float32(members)
         p["by"] = params["by"].copy()
         out.append(p)
