@@ -68,9 +68,9 @@ class TrainConfig:
         50 names, too few to choose weights by), a SMALL_NET when trained from scratch, and a
         schedule of CV_EPOCHS (CV_EPOCHS_FINE_TUNE when fine-tuned) that `train` stops at the
         epoch a CV_FOLDS-fold cross-validation finds best (`_cross_validate`). Longer lists keep
-        5% for validation and get fewer epochs as they grow (BIG_LIST), in bigger batches and as one
-        network instead of members from BIG_BATCH_LIST names on, so an 80,000-name list trains in
-        minutes, not hours. With a time budget the epochs of a list of
+        5% for validation and get fewer epochs as they grow (BIG_LIST), and from BIG_BATCH_LIST
+        names on bigger batches and one network instead of members, so an 80,000-name list trains
+        in minutes, not hours. With a time budget the epochs of a list of
         SMALL_LIST names or more are not set (the budget decides); a small list keeps its
         cross-validated stop, which the budget only caps: run to the end of the budget, a 1x64
         network learns 30 names by heart. The rule counts names, not seconds: same data, same schedule.
