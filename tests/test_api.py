@@ -52,6 +52,7 @@ def test_names_round_trip(client: TestClient) -> None:
         ({"count": 1001}, 422, "count"),
         ({"count": "many"}, 422, "count"),
         ({"temperature": 0}, 422, "temperature"),
+        ({"temperature": "nan"}, 422, "temperature: Input should be a finite number"),
         ({"top_k": 0}, 422, "top_k"),
         ({"min_length": 10, "max_length": 5}, 422, "min-length"),
         ({"prefix": "x7"}, 422, "'7'"),

@@ -20,7 +20,7 @@ from ..deps import Services
 T = TypeVar("T")
 
 MODEL_NAME = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")]
-TEMPERATURE = Annotated[float, Query(gt=0, le=10, description="sampling temperature")]
+TEMPERATURE = Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="sampling temperature")]
 TOP_K = Annotated[int | None, Query(ge=1, le=1000, description="sample only from the k likeliest")]
 SEED = Annotated[int | None, Query(ge=0, le=2**32 - 1, description="same seed, same answer")]
 BUSY: dict[int | str, dict[str, object]] = {
