@@ -33,7 +33,7 @@ from .charlm.sample import MODES, NameOptions, PoemOptions, continue_text, sampl
 from .charlm.score import reference_set, score_names
 from .charlm.store import ModelStore, check_model_name
 from .charlm.textnorm import clean_text, read_text_file
-from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, resume, train
+from .charlm.train import DEFAULTS, SIZED_OPTIONS, Progress, TrainConfig, check_options, resume, train
 from .locations import default_store_dir
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
@@ -129,8 +129,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     store = _store()
     if args.resume is None and args.data is None:
         raise InvalidInput("train needs --data FILE (or --resume DIR to continue a stopped run)")
-    if args.resume is not None and args.data is not None:
-        raise InvalidInput("--resume continues a run with its own data and options; leave out --data")
+    given = [f"--{f.name.replace('_', '-')}" for f in fields(TrainConfig)
+             if hasattr(args, f.name) and getattr(args, f.name) != f.default]
+    if args.resume is not None and (args.data is not None or given):
+        ignored = ", ".join((["--data"] if args.data is not None else []) + given)
+        raise InvalidInput(f"--resume continues a run with its own data and options; leave out {ignored}")
     if args.name is not None and store.is_builtin(check_model_name(args.name)):
         raise InvalidInput(f"{args.name!r} is a built-in model and cannot be replaced; choose another --name")
     out = args.resume or args.out  # where the resumable checkpoint lives (none for --name)
@@ -146,8 +149,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             else:
                 options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
                 config = TrainConfig(**options)
-                config.resolved()  # check the options before reading any data
                 base = store.load(args.init_from) if args.init_from else None
+                check_options(config, base)  # before reading any data
                 text = read_text_file(args.data)
                 model = train(text, config, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received),
                               checkpoint_dir=out, base=base)

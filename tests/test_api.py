@@ -161,6 +161,7 @@ def test_bad_training_options_are_refused(client: TestClient) -> None:
         ({"init_from": "nope"}, ["no model named 'nope'", "GET /models"]),
         ({"init_from": "shakespeare"}, ["is a text model", "names model"]),
         ({"init_from": "dinos", "hidden": "64"}, ["hidden 64 conflicts", "leave hidden out"]),
+        ({"init_from": "dinos", "members": "3"}, ["members 3: a fine-tuned model", "leave members out"]),
         ({"init_from": "../model_store/dinos"}, ["init_from"]),  # a name of the store, never a server path
     ],
 )

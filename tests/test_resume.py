@@ -123,6 +123,8 @@ def test_cli_stops_on_sigint_with_a_checkpoint_then_resumes(tmp_path: Path) -> N
     assert f"--resume {out}" in err.strip().splitlines()[-1]
     assert resume_file.read(out).meta["steps_done"] < 400 * 6  # long enough (seconds) to be stopped mid-way
     assert main(["train", "--data", str(data), "--out", str(out)]) == 2  # a stopped run is not overwritten
+    assert main(["train", "--resume", str(out), "--epochs", "3"]) == 2  # its own options: others are refused
+    assert resume_file.exists(out)
     assert main(["train", "--resume", str(out)]) == 0
     model = load(out)
     assert model.meta["training"]["epochs_run"] == 400

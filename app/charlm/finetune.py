@@ -90,5 +90,8 @@ def adopt_base(config_fields: dict[str, object], base: TrainedModel) -> dict[str
         if given is not None and given != fixed[key]:
             raise InvalidInput(f"--{key} {given} conflicts with the base model's {fixed[key]}; a fine-tuned model "
                                f"keeps its base's sizes, so leave --{key} out")
-    return {**config_fields, **fixed, "members": 1}  # the base's network goes on as one, whatever it was trained as
+    if config_fields.get("members") not in (None, 1):
+        raise InvalidInput(f"--members {config_fields['members']}: a fine-tuned model goes on as its base's one "
+                           "network, so leave --members out")
+    return {**config_fields, **fixed, "members": 1}
 

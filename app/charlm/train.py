@@ -105,8 +105,10 @@ class TrainConfig:
         _check_range("layers", cfg.layers, 1, 8)
         _check_range("members", cfg.members, 1, 8)
         if int(cfg.hidden or 0) % int(cfg.members or 1):
-            raise InvalidInput(f"--hidden {cfg.hidden} does not split evenly into {cfg.members} members; give a "
-                               f"multiple of {cfg.members}, or --members 1")
+            which = "--hidden" if self.hidden is not None else "the default"
+            raise InvalidInput(f"--members {cfg.members} cannot share the {cfg.hidden} hidden units per layer of "
+                               f"{which} evenly; choose members that divide {cfg.hidden}, or give --hidden a "
+                               f"multiple of {cfg.members}")
         _check_range("dropout", cfg.dropout, 0.0, 0.9)
         _check_range("weight-drop", cfg.weight_drop, 0.0, 0.9)
         _check_range("epochs", cfg.epochs, 1, UNLIMITED_EPOCHS)
@@ -121,6 +123,12 @@ class TrainConfig:
         if cfg.time_budget is not None:
             _check_range("time-budget", cfg.time_budget, 0.1, 7 * 24 * 3600)
         return cfg
+
+
+def check_options(config: TrainConfig, base: TrainedModel | None = None) -> None:
+    """InvalidInput for options `train` would refuse, before any data is read: their ranges, with
+    the sizes of the `base` model when fine-tuning (a size that conflicts with the base's is named)."""
+    (config if base is None else TrainConfig(**adopt_base(asdict(config), base))).resolved()  # type: ignore[arg-type]
 
 
 UNLIMITED_EPOCHS = 1_000_000

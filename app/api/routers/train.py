@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -18,11 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
+from app.charlm.checkpoint import TrainedModel
 from app.charlm.data import check_names
 from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
-from app.charlm.finetune import adopt_base
 from app.charlm.textnorm import decode_text
-from app.charlm.train import TrainConfig
+from app.charlm.train import TrainConfig, check_options
 
 from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
@@ -96,12 +95,12 @@ def _options(form: TrainForm, services: Services) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _check_base(services: Services, config: TrainConfig) -> None:
-    """The model named by `init_from` exists, is a names model and agrees with the sizes asked for:
-    the worker will find what it needs, or 422 says why not. In a thread (it reads the model)."""
+def _base(services: Services, config: TrainConfig) -> TrainedModel | None:
+    """The names model `init_from` names (None without it), or 422 saying why the worker could not
+    use it. In a thread (it reads the model)."""
     name = config.init_from
     if name is None:
-        return
+        return None
     try:
         base = services.store.load(name)
     except (ModelNotFound, InvalidModel):
@@ -110,7 +109,7 @@ def _check_base(services: Services, config: TrainConfig) -> None:
     if base.kind != "names":
         raise HTTPException(422, f"init_from: {name!r} is a {base.kind} model; fine-tuning needs a names model "
                                  "(GET /models lists each model's kind), such as 'dinos'")
-    adopt_base(asdict(config), base)  # raises InvalidInput on sizes that conflict with the base model's
+    return base
 
 
 def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options: dict[str, Any]
@@ -120,8 +119,7 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
         text = decode_text(raw, "upload")
         check_names(text, min_distinct=MIN_DISTINCT_NAMES, source="upload")
         config = TrainConfig(kind="names", **options)
-        config.resolved()  # the options' own checks, before queueing
-        _check_base(services, config)
+        check_options(config, _base(services, config))
     except InvalidInput as exc:
         raise HTTPException(422, _api_terms(str(exc))) from None
     # Unset options stay unset: the trainer sizes the run to the list (the job reports its epochs).
