@@ -114,8 +114,8 @@ def test_without_token_only_loopback_may_write(tmp_path: Path) -> None:
         assert r.status_code == 403 and "loopback" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("fields, fragment", [({"hidden": "30", "members": "4"}, "does not split evenly into 4"),
-                                             ({"members": "9"}, "members")])
+@pytest.mark.parametrize("fields, fragment", [
+    ({"hidden": "30", "members": "4"}, "members 4 cannot share the 30 hidden units"), ({"members": "9"}, "members")])
 def test_members_that_cannot_be_trained_are_refused(client: TestClient, fields: dict[str, str], fragment: str) -> None:
     r = upload(client, **fields)
     assert r.status_code == 422 and fragment in r.json()["detail"]

@@ -188,3 +188,21 @@ def test_out_never_replaces_what_is_not_a_model(tmp_path: Path) -> None:
     model = tmp_path / "model"
     assert run("train", "--data", str(DINOS), "--out", str(model), *small).returncode == 0
     assert run("train", "--data", str(DINOS), "--out", str(model), *small).returncode == 0  # a model is replaced
+
+
+def test_commands_run_with_one_blas_thread_unless_the_environment_sets_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    from app import cli
+
+    seen: list[list[int]] = []
+    monkeypatch.setattr(cli, "cmd_eval", lambda args: seen.append(
+        [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]))
+    for variable in cli.BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert cli.main(["eval", "--model", "dinos", "--data", "unused.txt"]) == 0
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # the user's own setting is left alone (read at start)
+    assert cli.main(["eval", "--model", "dinos", "--data", "unused.txt"]) == 0
+    outside = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert seen[0] and set(seen[0]) == {1} and seen[1] == outside
+    assert max(outside) > 1 or os.cpu_count() == 1  # so the first call did change something
