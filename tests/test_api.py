@@ -298,3 +298,16 @@ def test_real_lists_of_every_size_and_script_are_accepted(client: TestClient, na
     content = (Path(__file__).resolve().parents[1] / "data" / "lists" / f"{name}.txt").read_bytes()
     r = upload(client, content, name=name)
     assert r.status_code == 202, r.text
+
+
+@pytest.mark.parametrize("damage", ['[1, 2]', '{"metrics": [1]}', '{"training": "abc"}', '{"case": 5, "kind": 3}',
+                                    '{"training": {"options": {"members": "x"}}}', "not json"])
+def test_one_damaged_version_hides_only_itself(client: TestClient, tmp_path: Path, damage: str) -> None:
+    for version, text in (("1", damage), ("2", damage)):
+        (tmp_path / "store" / "broken" / "versions" / version).mkdir(parents=True)
+        (tmp_path / "store" / "broken" / "versions" / version / "model.json").write_text(text)
+    (tmp_path / "store" / "broken" / "ACTIVE").write_text("2")
+    r = client.get("/models")
+    assert r.status_code == 200 and {"dinos", "shakespeare"} <= {m["name"] for m in r.json()}
+    assert next(m for m in r.json() if m["name"] == "broken")["versions"] == []
+    assert client.get("/info").status_code == 200

@@ -25,8 +25,8 @@ def info(request: Request, services: ServicesDep) -> InfoOut:
         try:
             version = store.active_version(name)
             path = store.model_dir(name, version)
-            kind = json.loads((path / "model.json").read_text()).get("kind", "")
-        except (ModelNotFound, OSError, ValueError):
+            kind = str(json.loads((path / "model.json").read_text()).get("kind", ""))
+        except (ModelNotFound, OSError, ValueError, AttributeError):
             continue  # a model being removed or half-broken is not worth a 500 here
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         models.append(InfoModel(name=name, version=version, kind=kind, size_bytes=size))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, HTTPException, Path
 
@@ -13,6 +14,7 @@ from ..deps import ServicesDep
 from ..schemas import ModelOut, VersionOut
 
 router = APIRouter(prefix="/models", tags=["models"])
+log = logging.getLogger(__name__)
 
 
 def describe(store: ModelStore, name: str) -> ModelOut | None:
@@ -25,17 +27,17 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
     for version in store.versions(name):
         try:
             meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
-        except (OSError, ValueError, ModelNotFound):
-            continue
-        version_case = meta.get("case", "fold")  # format 1 models fold case
-        rate = meta.get("memorisation_rate")
+            options = meta.get("training", {}).get("options", {})
+            version_case = meta.get("case", "fold")  # format 1 models fold case
+            rate = meta.get("memorisation_rate")
+            versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
+                                       layers=meta.get("layers"), members=options.get("members") or 1,  # 1 before
+                                       case=version_case, metrics=meta.get("metrics", {}), memorisation_rate=rate))
+        except (OSError, ValueError, TypeError, AttributeError, ModelNotFound):  # pydantic's errors are ValueErrors
+            log.warning("model %s version %s: unreadable model.json, left out of /models", name, version)
+            continue  # one damaged version must not hide every model
         if version == active:
-            kind, arch, case, memorised = meta.get("kind", ""), meta.get("arch", ""), version_case, rate
-        members = (meta.get("training") or {}).get("options", {}).get("members") or 1  # 1 before members
-        versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
-                                   layers=meta.get("layers"), members=members, case=version_case,
-                                   metrics=meta.get("metrics", {}),
-                                   memorisation_rate=rate))
+            kind, arch, case, memorised = str(meta.get("kind", "")), str(meta.get("arch", "")), version_case, rate
     return ModelOut(name=name, kind=kind, arch=arch, case=case, builtin=store.is_builtin(name),
                     memorisation_rate=memorised, active_version=active, versions=versions)
 
