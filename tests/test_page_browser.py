@@ -191,6 +191,16 @@ def test_constraints_more_beam_and_score(page: Any, shots: Path) -> None:
     page.wait_for_function(f"{ITEMS}.length === 5 && {ITEMS}.every(li => /log-probability/.test(li.textContent))")
     assert page.get_by_test_id("names-more").is_disabled()
     page.get_by_test_id("names-mode").select_option("sample")
+    page.get_by_test_id("names-seed").fill("")  # no seed: "More" still continues the draw on screen
+    page.get_by_test_id("names-count").fill("50")
+    page.get_by_test_id("names-temperature").fill("0.3")  # a narrow draw: unrelated pages would overlap
+    page.get_by_test_id("names-generate").click()
+    page.wait_for_function(f"{ITEMS}.length === 50 && !{ITEMS}.some(li => /log-probability/.test(li.textContent))")
+    first = page.get_by_test_id("names-list").locator("li").all_inner_texts()
+    page.get_by_test_id("names-more").click()
+    page.wait_for_function(f"{ITEMS}.length === 50 && !{ITEMS}.some(li => li.innerText === {first[0]!r})")
+    assert not set(page.get_by_test_id("names-list").locator("li").all_inner_texts()) & set(first)
+    page.get_by_test_id("names-temperature").fill("1")
     page.get_by_test_id("score-input").fill("Tyrannosaurus\nXqzzq")
     page.get_by_test_id("score-submit").click()
     page.wait_for_function("document.querySelectorAll('[data-testid=score-output] li').length === 2")
