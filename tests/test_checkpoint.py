@@ -45,7 +45,11 @@ def test_save_replaces_atomically(tiny_names_model: TrainedModel, tmp_path: Path
         (lambda d: (d / "weights.npz").unlink(), "missing"),
         (lambda d: (d / "model.json").unlink(), "not a model directory"),
         (lambda d: _edit_meta(d, format_version=99), "format version"),
-        (lambda d: _edit_meta(d, hidden=31), "shape"),
+        (lambda d: _edit_meta(d, hidden=31), "hidden size"),
+        (lambda d: _edit_meta(d, hidden=10**9), "hidden size"),  # refused before anything of that size is built
+        (lambda d: _edit_meta(d, layers=10**7), "number of layers"),
+        (lambda d: (d / "names.txt").write_bytes(b"caf\xe9\n"), "names.txt is not UTF-8"),
+        (lambda d: (d / "reference.json").write_text('{"set": "validation", "nll_per_char": []}'), "reference.json"),
         (lambda d: _edit_meta(d, vocab=["a", "b"]), "bad model.json"),
         (lambda d: _edit_meta(d, arch="transformer"), "architecture"),
     ],

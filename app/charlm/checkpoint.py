@@ -170,6 +170,12 @@ def load(directory: str | Path) -> TrainedModel:
             params = {k: npz[k] for k in npz.files}
     except Exception as exc:  # zipfile/pickle/OS errors: all mean the file is damaged
         raise InvalidModel(f"{d.name}: weights.npz is unreadable ({type(exc).__name__})") from None
+    # Sizes first, from the file's own arrays: model.json's hidden and layers are checked before the
+    # expected shapes are built (building them for a damaged "hidden": 20000 would fill memory).
+    _require("Wy" in params and params["Wy"].shape == (config.hidden, vocab.size), d,
+             "weights do not match model.json's hidden size and vocabulary")
+    _require({k.split(".")[0] for k in params if k not in ("Wy", "by")} == {f"l{n}" for n in range(config.layers)},
+             d, "weights do not match model.json's number of layers")
     expected = CharModel(config).param_shapes()
     _require(set(params) == set(expected), d, "weights do not match the architecture")
     for k, shape in expected.items():
@@ -179,7 +185,10 @@ def load(directory: str | Path) -> TrainedModel:
     names: tuple[str, ...] = ()
     if meta["kind"] == "names":
         _require((d / "names.txt").is_file(), d, "names.txt is missing")
-        names = tuple(n for n in (d / "names.txt").read_text(encoding="utf-8").split("\n") if n)
+        try:
+            names = tuple(n for n in (d / "names.txt").read_text(encoding="utf-8").split("\n") if n)
+        except UnicodeDecodeError:
+            raise InvalidModel(f"{d.name}: names.txt is not UTF-8") from None
     extra = {k: v for k, v in meta.items() if k not in _CONFIG_KEYS}
     for array in params.values():
         array.setflags(write=False)
@@ -193,9 +202,11 @@ def _load_reference(d: Path) -> dict[str, Any] | None:
         return None
     try:
         ref = json.loads(path.read_text(encoding="utf-8"))
-        ok = ref["set"] in ("validation", "training") and all(isinstance(v, float | int) for v in ref["nll_per_char"])
+        scores = ref["nll_per_char"]
+        ok = ref["set"] in ("validation", "training") and isinstance(scores, list) and len(scores) > 0 \
+            and all(isinstance(v, float | int) for v in scores)
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         ok = False
-    _require(ok, d, "reference.json is damaged (expected a set name and a list of numbers)")
+    _require(ok, d, "reference.json is damaged (expected a set name and a non-empty list of numbers)")
     return dict(ref)
 
