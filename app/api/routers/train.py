@@ -103,9 +103,12 @@ def _base(services: Services, config: TrainConfig) -> TrainedModel | None:
         return None
     try:
         base = services.store.load(name)
-    except (ModelNotFound, InvalidModel):
+    except ModelNotFound:
         raise HTTPException(422, f"init_from: no model named {name!r} in the store; choose a names model "
                                  "listed by GET /models") from None
+    except InvalidModel as exc:
+        raise HTTPException(422, f"init_from: model {name!r} is damaged and cannot be loaded ({exc}); choose "
+                                 "another names model listed by GET /models") from None
     if base.kind != "names":
         raise HTTPException(422, f"init_from: {name!r} is a {base.kind} model; fine-tuning needs a names model "
                                  "(GET /models lists each model's kind), such as 'dinos'")
