@@ -188,3 +188,15 @@ def test_lines_count_lines_with_words(tiny_text_model: TrainedModel) -> None:
     assert sum(1 for line in text.split("\n") if line.strip()) == 3
     with pytest.raises(InvalidInput, match="'\u03a9'"):  # reported as typed, not as the folded 'ω'
         continue_text(tiny_text_model, PoemOptions(prompt="\u03a9 thou"))
+
+
+def test_a_page_too_deep_for_the_work_bound_names_one_that_works(tiny_names_model: TrainedModel,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.charlm import sample
+
+    monkeypatch.setattr(sample, "MAX_ROW_STEPS", 3_000)  # a small bound, so a few pages exhaust it
+    with pytest.raises(InvalidInput, match=r"page 200 is too deep.*ask for page (\d+) or an earlier one") as deep:
+        sample_names(tiny_names_model, NameOptions(count=3, seed=4, page=200))
+    advised = int(re.search(r"ask for page (\d+)", str(deep.value)).group(1))  # type: ignore[union-attr]
+    assert 1 <= advised < 200
+    assert len(sample_names(tiny_names_model, NameOptions(count=3, seed=4, page=advised))) == 3  # the advice works

@@ -74,8 +74,8 @@ class SamplingGate:
                 raise HTTPException(CLIENT_GONE, "the client closed the request") from None
             self.metrics.stopped.labels("budget").inc()
             raise HTTPException(422, f"this request needs more than {self.seconds:g} s of sampling; ask for "
-                                "fewer or shorter results, relax the length limits or raise the temperature "
-                                "or top_k") from None
+                                "fewer or shorter results or an earlier page (pages are drawn from the first "
+                                "on), relax the length limits or raise the temperature or top_k") from None
         finally:
             gone.set()  # if this request was cancelled (shutdown), its work stops at the next step
             watcher.cancel()

@@ -423,7 +423,7 @@ def names_job(model: TrainedModel, opts: NameOptions, should_stop: StopCheck | N
     for number in range(1, opts.page + 1):
         seed = opts.seed if number == 1 or opts.seed is None else [opts.seed, number]
         rng = np.random.default_rng(seed)
-        page = yield from _sample_page(model, plan, primed, opts, rng, taken, budget, should_stop, reject)
+        page = yield from _sample_page(model, plan, primed, opts, number, rng, taken, budget, should_stop, reject)
         taken.update(page)
     return [model.case.display(n) for n in page]
 
@@ -459,9 +459,10 @@ class _Taker:
 
 
 def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, ModelState],
-                 opts: NameOptions, rng: np.random.Generator, taken: set[str], budget: list[int],
+                 opts: NameOptions, number: int, rng: np.random.Generator, taken: set[str], budget: list[int],
                  should_stop: StopCheck | None, reject: NameFilter | None) -> Job[list[str]]:
-    """`count` distinct names (model form) not in `taken`; `budget` holds the row-steps left."""
+    """`count` distinct names (model form) not in `taken`, for page `number` of the request's pages;
+    `budget` holds the row-steps left."""
     found: dict[str, None] = {}
     guided = _guide(model, plan, opts) is not None
     worst = (plan.max_length - len(plan.prefix) + 1) * (1 + 2 * guided)  # draws one row (and its probes) may take
@@ -473,6 +474,9 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
         share = (ended + 1) / (drawn + 1)  # rows that give an admissible name, so far (add-one estimate)
         per_row = spent_here / drawn if drawn else worst  # row-steps a row has cost so far
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
+        _check(batch >= 1 or number == 1 or drawn > 0,
+               f"page {opts.page} is too deep for this model: the work one request may do ran out while drawing "
+               f"page {number} (pages are drawn from the first on); ask for page {number - 1} or an earlier one")
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
         before = len(found)
