@@ -157,7 +157,9 @@ def cmd_train(args: argparse.Namespace) -> None:
                 model = train(text, config, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received),
                               checkpoint_dir=out, base=base)
         except TrainingCancelled:
-            again = f": continue with python -m app train --resume {out}" if out and resume_file.exists(out) else ""
+            again = (f": continue with python -m app train --resume {out}" if out and resume_file.exists(out) else
+                     ": nothing was kept (a short list's cross-validation, or a run without --out, has no "
+                     "checkpoint); run the same command again")
             raise TrainingCancelled(f"interrupted{again}") from None
     model.meta["command"] = "python -m app " + " ".join(sys.argv[1:] if args.argv is None else args.argv)
     if args.name is None:
