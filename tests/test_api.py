@@ -114,6 +114,13 @@ def test_without_token_only_loopback_may_write(tmp_path: Path) -> None:
         assert r.status_code == 403 and "loopback" in r.json()["detail"]
 
 
+def test_a_form_field_given_twice_is_refused(client: TestClient) -> None:
+    r = client.post("/train", files={"file": ("names.txt", NAMES_FILE.encode(), "text/plain")},
+                     data={"name": "twice", "epochs": ["1", "2"]}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["detail"] == "epochs: given 2 times; give it once"
+    assert client.get("/jobs").json() == []
+
+
 @pytest.mark.parametrize("fields, fragment", [
     ({"hidden": "30", "members": "4"}, "members 4 cannot share the 30 hidden units"), ({"members": "9"}, "members")])
 def test_members_that_cannot_be_trained_are_refused(client: TestClient, fields: dict[str, str], fragment: str) -> None:

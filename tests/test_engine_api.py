@@ -42,7 +42,9 @@ def test_constraints_hold_and_known_flags_are_true_exactly_for_training_names(cl
     assert any(plain["known"]) and not all(plain["known"])
 
 
-@pytest.mark.parametrize("path, params", [("/names", {"suffx": "saurus", "count": 2}), ("/poem", {"lenght": 5})])
+@pytest.mark.parametrize("path, params", [("/names", {"suffx": "saurus", "count": 2}), ("/poem", {"lenght": 5}),
+                                          ("/jobs", {"status": "failed"}), ("/models/dinos", {"version": "1"}),
+                                          ("/info", {"verbose": 1})])
 def test_unknown_query_parameters_are_named(client: TestClient, path: str, params: dict[str, object]) -> None:
     r = client.get(path, params=params)
     typo = next(k for k in params if k not in ("count",))

@@ -48,7 +48,8 @@ async def _known_query(request: Request) -> None:
     keys = request.scope.get(RAW_QUERY_KEYS, list(request.query_params.keys()))
     unknown = [k for k in dict.fromkeys(keys) if k not in known]
     if unknown:
-        message = f"unknown query parameter (known: {', '.join(sorted(known))})"
+        message = (f"unknown query parameter (known: {', '.join(sorted(known))})" if known
+                   else "unknown query parameter (this endpoint takes none)")
         raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", k), "msg": message,
                                        "input": request.query_params.get(k)} for k in unknown])
     repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]  # else the last would silently win

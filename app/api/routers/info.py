@@ -13,8 +13,9 @@ from app.locations import checkout_commit
 
 from ..deps import ServicesDep, tokenless_refusal
 from ..schemas import InfoModel, InfoOut, WriteAccess
+from .common import STRICT_QUERY
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[STRICT_QUERY])
 
 
 @router.get("/info", response_model=InfoOut)

@@ -10,8 +10,9 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from ..deps import ServicesDep, WriterDep
 from ..jobs import FINISHED
 from ..schemas import JobOut
+from .common import STRICT_QUERY
 
-router = APIRouter(prefix="/jobs", tags=["training"])
+router = APIRouter(prefix="/jobs", tags=["training"], dependencies=[STRICT_QUERY])
 JOB_ID = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$")]
 
 

@@ -12,8 +12,9 @@ from app.charlm.store import ModelStore
 
 from ..deps import ServicesDep
 from ..schemas import ModelOut, VersionOut
+from .common import STRICT_QUERY
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], dependencies=[STRICT_QUERY])
 log = logging.getLogger(__name__)
 
 
