@@ -731,8 +731,10 @@ def resume(
     snap = resume_file.read(directory)
     try:
         config = TrainConfig(**{"members": 1, **snap.meta["options"]})  # files from before members: one network
-    except (KeyError, TypeError):
-        raise InvalidInput(f"{directory}: the resume file's options are unreadable; train again with --out") from None
+        config.resolved()  # an edited file's wrong types, before they reach the trainer
+    except (KeyError, TypeError, InvalidInput):
+        raise InvalidInput(f"{directory}: the resume file's options are unreadable or invalid; train again with "
+                           "--out") from None
     return train(snap.data, config, on_progress, should_stop, snap.val_data, clock, report_every,
                  checkpoint_dir=directory, checkpoint_every=checkpoint_every, snapshot=snap, deadline=deadline)
 
