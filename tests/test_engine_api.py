@@ -4,6 +4,7 @@ the default min_length, scores, beam, pages and the memorisation rate (shipped d
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> Non
     r = client.get("/names", params={"count": 5, "suffix": "qqqraptor"})
     assert r.status_code == 422 and "shorter suffix 'raptor'" in r.json()["detail"]  # the longest ending names have
     assert client.get("/names", params={"count": 5, "suffix": "raptor"}).status_code == 200  # the advice works
+    r = client.get("/names", params={"count": 5, "suffix": "xqzj"})  # not even a "j" ends a training name
+    advised = re.search(r"such as suffix '([a-z]+)'", r.json()["detail"])
+    assert r.status_code == 422 and advised and "no training name has any part of suffix 'xqzj'" in r.json()["detail"]
+    assert client.get("/names", params={"count": 5, "suffix": advised.group(1)}).status_code == 200
 
 
 def test_models_report_memorisation_rate_and_members(client: TestClient) -> None:

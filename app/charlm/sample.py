@@ -29,6 +29,7 @@ the pages before it, so a seed's pages never repeat a name and every page is rep
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -508,6 +509,12 @@ def _known_part(model: TrainedModel, rule: str, ending: bool) -> str:
     return ""
 
 
+def _common_ending(model: TrainedModel, size: int = 3) -> str:
+    """The most frequent ending of `size` characters among the training names (model form)."""
+    endings = Counter(n[-size:] for n in model.names if len(n) >= size)
+    return endings.most_common(1)[0][0] if endings else ""
+
+
 def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: int, drawn: int, ended: int) -> str:
     """Why a names request fell short, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
@@ -524,7 +531,14 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: in
         shorter = [f"{what} {part!r}" for what, part in (("suffix", _known_part(model, plan.suffix, True)),
                                                           ("contains", _known_part(model, plan.contains, False)))
                    if part]
-        remedy = f"use a shorter {' or '.join(shorter)} (training names have it), " if shorter else ""
+        if shorter:
+            remedy = f"use a shorter {' or '.join(shorter)} (training names have it), "
+        elif ended == 0:  # not even its last (or first) letter occurs so in the training names
+            return (f"{head}: no training name has any part of {' and '.join(rules)}, and the model gave none "
+                    f"in {drawn} tries; choose a rule that training names have, such as suffix "
+                    f"{_common_ending(model)!r}")
+        else:
+            remedy = ""
         return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
                 f"{drawn} tries; {remedy}raise max-length or the temperature, or ask for fewer names")
     if ended < opts.count:
