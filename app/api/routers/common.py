@@ -52,10 +52,16 @@ async def _known_query(request: Request) -> None:
                    else "unknown query parameter (this endpoint takes none)")
         raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", k), "msg": message,
                                        "input": request.query_params.get(k)} for k in unknown])
-    repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]  # else the last would silently win
+    refuse_repeated(keys, "query")
+
+
+def refuse_repeated(keys: list[str], where: str) -> None:
+    """422 naming every key given more than once (a query's or a form's): which value was meant is
+    not guessed (with a plain dict the last would silently win)."""
+    repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
     if repeated:
-        raise RequestValidationError([{"type": "repeated", "loc": ("query", k), "msg": f"given {keys.count(k)} times; "
-                                       "give it once", "input": request.query_params.getlist(k)} for k in repeated])
+        raise RequestValidationError([{"type": "repeated", "loc": (where, k), "msg": f"given {keys.count(k)} times; "
+                                       "give it once", "input": None} for k in repeated])
 
 
 STRICT_QUERY = Depends(_known_query)

@@ -25,6 +25,7 @@ from app.charlm.train import TrainConfig, check_options
 
 from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
+from .common import refuse_repeated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
@@ -68,11 +69,7 @@ async def _read_form(request: Request) -> FormData:
 
 def _parse_fields(form: FormData) -> TrainForm:
     """The form's text fields validated (blank values mean "not given"), or 422 naming the problems."""
-    keys = [k for k, _ in form.multi_items()]
-    repeated = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]  # else the last would silently win
-    if repeated:
-        raise RequestValidationError([{"type": "repeated", "loc": ("body", k), "msg": f"given {keys.count(k)} "
-                                       "times; give it once", "input": None} for k in repeated])
+    refuse_repeated([k for k, _ in form.multi_items()], "body")
     values = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str) and v != ""}
     try:
         return TrainForm.model_validate(values)
