@@ -77,7 +77,12 @@ class _ProgressPrinter:
         if report.event != "plan" and not last and report.seconds - self.printed_at < self.EVERY:
             return
         self.printed_at = report.seconds
-        if report.event == "plan":
+        if report.phase == "cross-validation":
+            what = ("cross-validating the number of epochs (folds of the list, then the run)" if report.event == "plan"
+                    else f"cross-validating  step {report.step:,}/{report.steps:,} ({report.fraction:.0%})")
+            eta = "expected to take about" if report.event == "plan" else "about"
+            line = f"{what}: {eta} {duration(report.eta_seconds)}" + (" left" if report.event != "plan" else "")
+        elif report.event == "plan":
             plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
                     else "until the time budget is spent")
             line = f"training {plan}: expected to take about {duration(report.eta_seconds)}"

@@ -197,6 +197,7 @@ class Progress:
     chars_per_second: float
     fraction: float  # 0..1, by steps or by time budget, whichever is further along
     eta_seconds: float | None
+    phase: str = "training"  # or "cross-validation": a short list's folds, before its own run
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -655,7 +656,7 @@ def _reported_cross_validation(cfg: TrainConfig, prep: _Prepared, clock: Clock, 
         if on_progress is not None:
             elapsed = clock() - started
             on_progress(Progress(event, 0, schedule, done, total, None, None, None, elapsed, 0.0,
-                                 min(1.0, done / total), eta))  # epoch 0 of the schedule: the folds come first
+                                 min(1.0, done / total), eta, "cross-validation"))  # the folds come first
 
     emit("plan", expected_seconds(step_seconds, total, fold_val_seconds, k * schedule, None))
 
