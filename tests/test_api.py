@@ -122,7 +122,7 @@ def test_a_form_field_given_twice_is_refused(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("fields, fragment", [
-    ({"hidden": "30", "members": "4"}, "members 4 cannot share the 30 hidden units"), ({"members": "9"}, "members")])
+    ({"hidden": "30", "members": "4"}, "members 4 cannot share hidden 30 evenly"), ({"members": "9"}, "members")])
 def test_members_that_cannot_be_trained_are_refused(client: TestClient, fields: dict[str, str], fragment: str) -> None:
     r = upload(client, **fields)
     assert r.status_code == 422 and fragment in r.json()["detail"]

@@ -105,10 +105,13 @@ class TrainConfig:
         _check_range("layers", cfg.layers, 1, 8)
         _check_range("members", cfg.members, 1, 8)
         if int(cfg.hidden or 0) % int(cfg.members or 1):
-            which = "--hidden" if self.hidden is not None else "the default"
-            raise InvalidInput(f"--members {cfg.members} cannot share the {cfg.hidden} hidden units per layer of "
-                               f"{which} evenly; choose members that divide {cfg.hidden}, or give --hidden a "
-                               f"multiple of {cfg.members}")
+            sizes = [int(cfg.hidden or 0)] + ([SMALL_NET["hidden"]] if self.hidden is None else [])
+            fits = [str(m) for m in range(1, 5) if all(h % m == 0 for h in sizes)]  # 1 always; 4: the API's most
+            units = (f"--hidden {cfg.hidden}" if self.hidden is not None else
+                     f"the default hidden units per layer ({cfg.hidden}; {SMALL_NET['hidden']} for lists under "
+                     f"{SMALL_LIST:,} names)")
+            raise InvalidInput(f"--members {cfg.members} cannot share {units} evenly; give --hidden a multiple of "
+                               f"{cfg.members}, or --members {' or '.join(fits)}")
         _check_range("dropout", cfg.dropout, 0.0, 0.9)
         _check_range("weight-drop", cfg.weight_drop, 0.0, 0.9)
         _check_range("epochs", cfg.epochs, 1, UNLIMITED_EPOCHS)
