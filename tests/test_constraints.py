@@ -54,7 +54,8 @@ def sampling_probs(model: TrainedModel) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("rule, holds", [({"suffix": "ab"}, lambda n: n.endswith("ab")),
-                                         ({"contains": "ba"}, lambda n: "ba" in n)])
+                                         ({"contains": "ba"}, lambda n: "ba" in n),
+                                         ({"contains": "b"}, lambda n: "b" in n)])  # one character: no forced tail
 def test_guided_proposals_follow_the_model_exactly(tiny: TrainedModel, rule: dict[str, str], holds) -> None:  # type: ignore[no-untyped-def]
     # Each name meeting the rule is proposed GUIDE_RATE x P(name) times per walk on average:
     # the mean over 40 batches must match within 5 standard errors measured from the batches.

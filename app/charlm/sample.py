@@ -331,11 +331,14 @@ def _generate_steps(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarra
         if length == plan.max_length or not (keep.any() or len(parents)):
             break  # rows still going have hit max_length: they are thrown away
         kept = np.repeat(np.flatnonzero(keep), reps[keep])
+        start = 1  # a new probe's next forced character (its first is its input now)
+        if guide is not None and guide.finish and len(guide.tail) == 1:  # a one-character C: the probe is through
+            parents, spawn, start = np.repeat(parents, spawn), np.ones(int(spawn.sum()), dtype=np.int64), _FREE
         rows = np.concatenate([kept, parents])
         first = guide.tail[0] if guide is not None else 0
         ids = np.concatenate([ids[kept], np.full(len(parents), first)])
         copies = np.concatenate([np.where(ptr[kept] == _FREE, 1, copies[kept]), spawn])
-        ptr = np.concatenate([ptr[kept], np.ones(len(parents), dtype=np.int64)])
+        ptr = np.concatenate([ptr[kept], np.full(len(parents), start, dtype=np.int64)])
         match = match[rows]
         out = out[rows]
         out[:, pos] = ids
