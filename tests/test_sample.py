@@ -200,3 +200,11 @@ def test_a_page_too_deep_for_the_work_bound_names_one_that_works(tiny_names_mode
     advised = int(re.search(r"ask for page (\d+)", str(deep.value)).group(1))  # type: ignore[union-attr]
     assert 1 <= advised < 200
     assert len(sample_names(tiny_names_model, NameOptions(count=3, seed=4, page=advised))) == 3  # the advice works
+
+
+def test_a_page_past_the_names_a_seed_gives_names_the_last_page_that_works(tiny_names_model: TrainedModel) -> None:
+    opts = NameOptions(count=2, seed=1, page=2000, temperature=0.1)  # a narrow draw runs out of new names
+    with pytest.raises(InvalidInput, match=r"pages before page (\d+) took most of the names") as past:
+        sample_names(tiny_names_model, opts)
+    advised = int(re.search(r"ask for page (\d+) or an earlier one", str(past.value)).group(1))  # type: ignore[union-attr]
+    assert len(sample_names(tiny_names_model, NameOptions(count=2, seed=1, page=advised, temperature=0.1))) == 2

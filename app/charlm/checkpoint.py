@@ -174,8 +174,9 @@ def load(directory: str | Path) -> TrainedModel:
     # expected shapes are built (building them for a damaged "hidden": 20000 would fill memory).
     _require("Wy" in params and params["Wy"].shape == (config.hidden, vocab.size), d,
              "weights do not match model.json's hidden size and vocabulary")
-    _require({k.split(".")[0] for k in params if k not in ("Wy", "by")} == {f"l{n}" for n in range(config.layers)},
-             d, "weights do not match model.json's number of layers")
+    stack = {k.split(".")[0] for k in params if k not in ("Wy", "by")}
+    _require(len(stack) == config.layers and stack == {f"l{n}" for n in range(len(stack))}, d,
+             "weights do not match model.json's number of layers")
     expected = CharModel(config).param_shapes()
     _require(set(params) == set(expected), d, "weights do not match the architecture")
     for k, shape in expected.items():

@@ -498,7 +498,7 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
         ended += len(set(take.admitted)) if guided else len(take.admitted)  # a probe may return a name often
         stale = stale + 1 if take.admitted and len(found) == before else 0
     if len(found) < opts.count:
-        raise InvalidInput(_shortfall(model, opts, plan, len(found), drawn, ended))
+        raise InvalidInput(_shortfall(model, opts, plan, number, len(found), drawn, ended))
     return list(found)
 
 
@@ -518,12 +518,16 @@ def _common_ending(model: TrainedModel, size: int = 3) -> str:
     return endings.most_common(1)[0][0] if endings else ""
 
 
-def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, found: int, drawn: int, ended: int) -> str:
-    """Why a names request fell short, with the change that would make it work."""
+def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: int, found: int, drawn: int,
+               ended: int) -> str:
+    """Why a names request fell short on page `number` of its pages, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
     head = (f"found only {found} {kind} name{'s' * (found != 1)} of the {opts.count} asked"
             + (f" on page {opts.page}" if opts.page > 1 else ""))
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
+    if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
+        return (f"{head}: the {number - 1} pages before page {number} took most of the names the model gives at "
+                f"these settings; ask for page {number - 1} or an earlier one, or raise the temperature")
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""
         why = ("the training list already has it" if ended

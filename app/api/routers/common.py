@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from app.charlm.errors import InvalidInput, InvalidModel, ModelNotFound
 from ..deps import Services
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 MODEL_NAME = Annotated[str, Query(pattern=r"^[a-z0-9_-]{1,40}$", description="model name")]
 TEMPERATURE = Annotated[float, Query(gt=0, le=10, allow_inf_nan=False, description="sampling temperature")]
@@ -103,8 +105,10 @@ def _model_errors(name: str) -> Iterator[None]:
         yield
     except ModelNotFound:
         raise HTTPException(404, f"no model named {name!r}") from None
-    except InvalidModel:
-        raise HTTPException(500, f"model {name!r} could not be loaded") from None
+    except InvalidModel as exc:  # the stored files are damaged: the operator's to mend, so 500 with the cause
+        log.error("model %r could not be loaded: %s", name, exc)
+        raise HTTPException(500, f"model {name!r} could not be loaded (version {exc}); the service's operator "
+                                 "must retrain or remove that version") from None
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from app.charlm.train import TrainConfig, check_options
 
 from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
-from .common import refuse_repeated
+from .common import STRICT_QUERY, refuse_repeated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
@@ -132,7 +132,7 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
 
 
 @router.post("/train", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated,
-             dependencies=[WriterDep],
+             dependencies=[WriterDep, STRICT_QUERY],
              openapi_extra={"requestBody": {"required": True,
                                             "content": {"multipart/form-data": {"schema": _BODY_SCHEMA}}}},
              responses={413: {"description": "upload too large"}, 415: {"description": "not multipart/form-data"},
