@@ -197,6 +197,8 @@ def test_constraints_more_beam_and_score(page: Any, shots: Path) -> None:
     page.get_by_test_id("names-generate").click()
     page.wait_for_function(f"{ITEMS}.length === 50 && !{ITEMS}.some(li => /log-probability/.test(li.textContent))")
     first = page.get_by_test_id("names-list").locator("li").all_inner_texts()
+    page.get_by_test_id("names-count").fill("10")  # the form changed since: "More" continues the list on screen
+    page.get_by_test_id("names-seed").fill("5")
     page.get_by_test_id("names-more").click()
     page.wait_for_function(f"{ITEMS}.length === 50 && !{ITEMS}.some(li => li.innerText === {first[0]!r})")
     assert not set(page.get_by_test_id("names-list").locator("li").all_inner_texts()) & set(first)
