@@ -105,7 +105,7 @@ def test_pages_of_a_seed(client: TestClient) -> None:
     assert r.status_code == 422 and "page 2 needs a seed" in r.json()["detail"]
 
 
-def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> None:
+def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient, training: set[str]) -> None:
     r = client.get("/names", params={"count": 20, "seed": 1, "novel": "strict"})
     assert r.status_code == 200 and not any(r.json()["known"])
     r = client.get("/names", params={"count": 5, "suffix": "saurus", "exclude": "s"})
@@ -117,6 +117,9 @@ def test_strict_novelty_and_unsatisfiable_constraints(client: TestClient) -> Non
     advised = re.search(r"such as suffix '([a-z]+)'", r.json()["detail"])
     assert r.status_code == 422 and advised and "no training name has any part of suffix 'xqzj'" in r.json()["detail"]
     assert client.get("/names", params={"count": 5, "suffix": advised.group(1)}).status_code == 200
+    assert any(n.endswith("n") for n in training)  # a failure with suffix "n" is not for want of such names
+    r = client.get("/names", params={"count": 3, "suffix": "n", "max_length": 5, "top_k": 2, "seed": 1})
+    assert r.status_code == 422 and "no training name" not in r.json()["detail"]
 
 
 def test_models_report_memorisation_rate_and_members(client: TestClient) -> None:

@@ -540,7 +540,8 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
                    if part]
         if shorter:
             remedy = f"use a shorter {' or '.join(shorter)} (training names have it), "
-        elif ended == 0:  # not even its last (or first) letter occurs so in the training names
+        elif ended == 0 and not any((not plan.suffix or n.endswith(plan.suffix)) and plan.contains in n
+                                    for n in model.name_set):  # nor does the rule itself
             return (f"{head}: no training name has any part of {' and '.join(rules)}, and the model gave none "
                     f"in {drawn} tries; choose a rule that training names have, such as suffix "
                     f"{_common_ending(model)!r}")
