@@ -77,11 +77,12 @@ class _ProgressPrinter:
         if report.event != "plan" and not last and report.seconds - self.printed_at < self.EVERY:
             return
         self.printed_at = report.seconds
-        if report.phase == "cross-validation":
-            what = ("cross-validating the number of epochs (folds of the list, then the run)" if report.event == "plan"
-                    else f"cross-validating  step {report.step:,}/{report.steps:,} ({report.fraction:.0%})")
-            eta = "expected to take about" if report.event == "plan" else "about"
-            line = f"{what}: {eta} {duration(report.eta_seconds)}" + (" left" if report.event != "plan" else "")
+        if report.phase == "cross-validation" and report.event == "plan":
+            line = ("cross-validating the number of epochs (folds of the list, then the run): expected to take "
+                    f"about {duration(report.eta_seconds)}")
+        elif report.phase == "cross-validation":
+            line = (f"cross-validating  step {report.step:,}/{report.steps:,} ({report.fraction:.0%}): about "
+                    f"{duration(report.eta_seconds)} left")
         elif report.event == "plan":
             plan = (f"{report.epochs} epochs, {report.steps:,} steps" if report.steps
                     else "until the time budget is spent")
@@ -136,8 +137,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     store = _store()
     if args.resume is None and args.data is None:
         raise InvalidInput("train needs --data FILE (or --resume DIR to continue a stopped run)")
-    given = [f"--{f.name.replace('_', '-')}" for f in fields(TrainConfig)
-             if hasattr(args, f.name) and getattr(args, f.name) != f.default]
+    defaults = {f.name: f.default for f in fields(TrainConfig) if hasattr(args, f.name)}
+    options = {name: getattr(args, name) for name in defaults}
+    given = [f"--{name.replace('_', '-')}" for name, value in options.items() if value != defaults[name]]
     if args.resume is not None and (args.data is not None or given):
         ignored = ", ".join((["--data"] if args.data is not None else []) + given)
         raise InvalidInput(f"--resume continues a run with its own data and options; leave out {ignored}")
@@ -154,7 +156,6 @@ def cmd_train(args: argparse.Namespace) -> None:
             if args.resume is not None:
                 model = resume(out, on_progress=_ProgressPrinter(), should_stop=lambda: bool(received))
             else:
-                options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
                 config = TrainConfig(**options)
                 base = store.load(args.init_from) if args.init_from else None
                 check_options(config, base)  # before reading any data
