@@ -9,10 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _common import free_port  # bench/_common.py, on the test path (pyproject: pythonpath)
+
 from .conftest import ROOT
 from .test_api import NAMES_FILE
 from .test_cli import assert_clean_error, run
-from .test_service_process import free_port
 
 
 def test_train_name_adds_versions_to_the_store(tmp_path: Path) -> None:

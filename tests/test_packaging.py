@@ -14,11 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _common import free_port  # bench/_common.py, on the test path (pyproject: pythonpath)
 
 from .conftest import ROOT
 from .test_api import NAMES_FILE
 from .test_cli import run
-from .test_service_process import free_port, wait_for
+from .test_service_process import wait_for
 
 BIN = Path(sys.executable).parent
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from _common import free_port  # bench/_common.py, on the test path (pyproject: pythonpath)
 
 from .conftest import DINOS, ROOT
 from .test_api import NAMES_FILE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
