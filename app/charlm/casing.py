@@ -59,10 +59,15 @@ class CasePolicy:
         return cls(mode, style)
 
 
-def choose(names: Sequence[str], case: str = "auto") -> CasePolicy:
-    """The policy for a list of distinct, cleaned names under `--case auto|keep|fold`."""
+def check_case(case: str) -> None:
+    """InvalidInput unless `case` is one of CASE_CHOICES."""
     if case not in CASE_CHOICES:
         raise InvalidInput(f"case must be one of {', '.join(CASE_CHOICES)}, got {case!r}")
+
+
+def choose(names: Sequence[str], case: str = "auto") -> CasePolicy:
+    """The policy for a list of distinct, cleaned names under `--case auto|keep|fold`."""
+    check_case(case)
     if case == "keep":
         return CasePolicy("keep", "lower")
     capitals = sum(1 for n in names if n[:1].isupper())

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import resume as resume_file
 from .calibrate import calibrate
-from .casing import CASE_CHOICES, CasePolicy, choose
+from .casing import CasePolicy, check_case, choose
 from .checkpoint import TrainedModel
 from .data import check_names, encode_names, model_names, names_batch, parse_names
 from .errors import InvalidInput, TrainingCancelled
@@ -93,8 +93,7 @@ class TrainConfig:
         """This config with every unset option filled from the kind's defaults, validated."""
         if self.kind not in DEFAULTS:
             raise InvalidInput(f"unknown kind {self.kind!r} (choose from {', '.join(DEFAULTS)})")
-        if self.case not in CASE_CHOICES:
-            raise InvalidInput(f"unknown case {self.case!r} (choose from {', '.join(CASE_CHOICES)})")
+        check_case(self.case)
         if self.arch not in ARCHS:
             raise InvalidInput(f"unknown architecture {self.arch!r} (choose from {', '.join(ARCHS)})")
         filled = {k: v for k, v in DEFAULTS[self.kind].items() if getattr(self, k) is None}
