@@ -96,8 +96,9 @@ def flop_limit() -> tuple[float, float, float]:
     for seed in range(200):
         run_alone(names_job(model, NameOptions(count=7, seed=seed)), counting)
     per_request = sum(rows) / 200
-    # multiply-adds per row-step: every matrix but layer 0's input one (a row gather), x2 for FLOP
-    flop = 2 * sum(v.size for k, v in model.params.items() if v.ndim == 2 and k != "l0.Wx")
+    # multiply-adds per row-step: the nonzero weights of every matrix but layer 0's input one (a row
+    # gather); the zero blocks between ensemble members are never multiplied (members.stepper). x2 for FLOP
+    flop = 2 * sum(np.count_nonzero(v) for k, v in model.params.items() if v.ndim == 2 and k != "l0.Wx")
     n = BLOCK_SIZES[-1]
     state = model.net.zero_state(n, model.params["Wy"].dtype)
     ids = np.ones(n, dtype=np.int64)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.charlm.members import block_masks, merge, split
+from app.charlm.checkpoint import TrainedModel
+from app.charlm.members import block_masks, is_block_diagonal, merge, split
 from app.charlm.model import CharModel, ModelConfig, cross_entropy
 from app.charlm.train import TrainConfig, train
+from app.charlm.vocab import Vocab
 
 from .test_model_gradients import numeric_grad, rel_error
 
@@ -69,3 +71,39 @@ def test_training_keeps_the_members_apart() -> None:
         assert not np.any(model.params[key] * (1 - keep)), key
         assert np.count_nonzero(model.params[key] * keep) == keep.sum(), key
     assert model.meta["training"]["options"]["members"] == 3 and model.config.hidden == 12
+    assert model.members == 3 and model.net.members == 3  # sampling runs the members apart
+
+
+@pytest.mark.parametrize("arch", ["lstm", "rnn"])
+def test_the_members_stepper_equals_each_member_stepped_on_its_own(arch: str) -> None:
+    net, alone = _members_net(arch)
+    rng = np.random.default_rng(3)
+    params = net.init_params(rng, np.float64)
+    ids = rng.integers(0, 7, 5)
+    state = [tuple(rng.uniform(-1, 1, (5, 12)) for _ in range(net.layer.state_size)) for _ in range(2)]
+    logits, new = net.stepper(params)(ids, state)
+    dense_logits, dense_new = CharModel(net.config).stepper(params)(ids, state)
+    own = [alone.stepper(p)(ids, [tuple(a[:, 4 * k : 4 * k + 4] for a in s) for s in state])
+           for k, p in enumerate(split(params, 2, 3))]
+    # the plain network's logits are the mean of the members' (K·h_k·Wy_k + by each), module docstring
+    np.testing.assert_allclose(logits, np.mean([o[0] for o in own], axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(logits, dense_logits, rtol=1e-12, atol=1e-12)
+    for n in range(2):
+        for j in range(net.layer.state_size):
+            np.testing.assert_allclose(new[n][j], np.concatenate([o[1][n][j] for o in own], axis=1), atol=1e-12)
+            np.testing.assert_allclose(new[n][j], dense_new[n][j], atol=1e-12)
+
+
+def test_only_block_diagonal_weights_are_stepped_as_members() -> None:
+    net, _ = _members_net("lstm")
+    params = net.init_params(np.random.default_rng(0))
+    assert is_block_diagonal(params, 2, 3)
+    assert not is_block_diagonal(params, 2, 5)  # 5 does not divide 12 units
+    assert not is_block_diagonal(params, 2, 2)  # halves of 6 units would read units of two members
+    recorded = {"training": {"options": {"members": 3}}}
+    model = TrainedModel("names", net.config, Vocab(tuple("\nabcdef")), params, meta=recorded)
+    assert model.members == 3
+    params["l1.Wh"][0, 4 * 12 - 1] = 0.5  # member 0's unit 0 feeds member 2's last g gate
+    assert not is_block_diagonal(params, 2, 3)
+    # a model.json that records members its weights do not have samples as the plain network
+    assert TrainedModel("names", net.config, Vocab(tuple("\nabcdef")), params, meta=recorded).members == 1

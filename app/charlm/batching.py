@@ -6,8 +6,9 @@ it yields `(ids (B,), state)` and receives `(logits (B, V), new state)`, and its
 is the job's answer. `run_alone` drives one job with a stepper; a `Scheduler` drives many, each
 tick concatenating the pending rows of all its jobs into one batch (rows join when a job yields,
 leave when it stops yielding them), so one large matrix product serves every request instead of
-one small product per request (the shipped 2x256 LSTM, one BLAS thread, here: a step of 72 rows
-takes 1.9 ms, a step of 9 rows 0.56 ms; bench/http_load.py measures the service).
+one small product per request (the shipped dinos model, 2 members of a 2x128 LSTM, one BLAS
+thread, here: a step of 72 rows takes 0.72 ms, a step of 9 rows 0.19 ms; bench/http_load.py
+measures the service).
 
 Exactness: matrix products can round differently in the last bits when the batch size changes
 (OpenBLAS takes another path for one row: 1.4e-6 in the logits), and a different bit can flip a
@@ -37,10 +38,10 @@ StepResult = tuple[np.ndarray, ModelState]  # logits (B, V) and the next state
 Job = Generator[StepRequest, StepResult, T]
 
 BLOCK_SIZES = (2, 4, *range(8, 129, 8))  # rows per product (padding wastes at most 7); a step of 8, 32,
-# 64, 128 rows takes 0.50, 1.0, 1.7, 2.9 ms on the 2x256 LSTM here (one BLAS thread). One row (0.07 ms)
-# is left out: OpenBLAS rounds it another way
+# 64, 128 rows takes 0.23, 0.37, 0.67, 1.2 ms on the shipped dinos model here (one BLAS thread). One row
+# (0.10 ms) is left out: OpenBLAS rounds it another way
 SAFE_SIZES = (32,)  # where the sizes above do not all round alike: one shape only
-TICK_ROWS = 256  # rows stepped per tick at most (~6 ms): a big request cannot stall small ones
+TICK_ROWS = 256  # rows stepped per tick at most (~2.5 ms): a big request cannot stall small ones
 
 
 def blocked(step: Stepper, sizes: tuple[int, ...] = SAFE_SIZES) -> Stepper:

@@ -22,6 +22,7 @@ from .batching import model_stepper
 from .casing import CasePolicy
 from .errors import InvalidInput, InvalidModel
 from .layers import ARCHS, Params
+from .members import is_block_diagonal
 from .model import CharModel, ModelConfig, Stepper
 from .vocab import Vocab
 
@@ -47,7 +48,18 @@ class TrainedModel:
 
     @property
     def net(self) -> CharModel:
-        return CharModel(self.config)
+        return CharModel(self.config, self.members)
+
+    @cached_property
+    def members(self) -> int:
+        """Networks of the ensemble the model was trained as (members.py), whose blocks sampling runs
+        apart: the count its training options record, when the weights are block-diagonal for it
+        (checked once); else 1, the plain network, right for any weights."""
+        training = self.meta.get("training")
+        recorded = training.get("options", {}).get("members") if isinstance(training, dict) else None
+        if isinstance(recorded, int) and is_block_diagonal(self.params, self.config.layers, recorded):
+            return recorded
+        return 1
 
     @cached_property
     def stepper(self) -> Stepper:

@@ -91,6 +91,11 @@ class RecurrentLayer(Protocol):
         """One step for sampling: x is (B,) ids or (B, D); returns the new state (h first)."""
         ...
 
+    def cell(self, a: np.ndarray, state: State) -> State:
+        """The step after its products: pre-activations a (..., G) (overwritten) and the state
+        (..., H) arrays to the new state, for any leading axes (members.py steps (B, K, G))."""
+        ...
+
 
 def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, dtype: Any) -> np.ndarray:
     bound = 1.0 / np.sqrt(fan_in)
@@ -141,7 +146,10 @@ class TanhRNN:
         return dx, grads, (dh_next,)
 
     def step(self, p: Params, x: np.ndarray, state: State) -> State:
-        return (np.tanh(_project(p["Wx"], p["b"], x) + state[0] @ p["Wh"]),)
+        return self.cell(_project(p["Wx"], p["b"], x) + state[0] @ p["Wh"], state)
+
+    def cell(self, a: np.ndarray, state: State) -> State:
+        return (np.tanh(a, out=a),)
 
 
 class LSTM:
@@ -245,16 +253,18 @@ class LSTM:
         return dx, grads, (np.ascontiguousarray(dh_next), dc_next)
 
     def step(self, p: Params, x: np.ndarray, state: State) -> State:
-        h_prev, c_prev = state
-        a = _project(p["Wx"], p["b"], x) + h_prev @ p["Wh"]
-        H = h_prev.shape[-1]
-        sig = a[:, : 3 * H]
+        return self.cell(_project(p["Wx"], p["b"], x) + state[0] @ p["Wh"], state)
+
+    def cell(self, a: np.ndarray, state: State) -> State:
+        c_prev = state[1]
+        H = c_prev.shape[-1]
+        sig = a[..., : 3 * H]
         sig *= 0.5
         np.tanh(a, out=a)
         sig *= 0.5
         sig += 0.5
-        c = a[:, 2 * H : 3 * H] * c_prev + a[:, H : 2 * H] * a[:, 3 * H :]
-        return (a[:, :H] * np.tanh(c), c)
+        c = a[..., 2 * H : 3 * H] * c_prev + a[..., H : 2 * H] * a[..., 3 * H :]
+        return (a[..., :H] * np.tanh(c), c)
 
 
 ARCHS: dict[str, RecurrentLayer] = {"rnn": TanhRNN(), "lstm": LSTM()}

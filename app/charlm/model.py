@@ -15,6 +15,7 @@ import numpy as np
 
 from .layers import ARCHS, Cache, Params, RecurrentLayer, State
 from .members import block_masks, merge
+from .members import stepper as members_stepper
 from .packing import Packing
 
 ModelState = list[State]  # one recurrent state per layer
@@ -188,8 +189,11 @@ class CharModel:
     def stepper(self, params: Params) -> Stepper:
         """A function for sampling, one step at a time: ids (B,) -> logits (B, V) and the next state.
 
-        The per-layer parameters are split out once here, not at every step of a hot loop.
+        The per-layer parameters are split out once here, not at every step of a hot loop. With
+        members (block-diagonal `params`, as trained) each member's blocks run apart (members.stepper).
         """
+        if self.members > 1:
+            return members_stepper(params, self.config.layers, self.members, self.layer)
         layer_params = [self._layer_params(params, n) for n in range(self.config.layers)]
         Wy, by, step = params["Wy"], params["by"], self.layer.step
 
