@@ -119,6 +119,20 @@ def test_beam_is_the_top_of_exhaustive_enumeration(tiny: TrainedModel, rule: dic
     assert most_likely_names(tiny, opts) == got  # deterministic
 
 
+@pytest.mark.parametrize("rule", [{"suffix": "abb"}, {"suffix": "b", "contains": "aa"}, {"contains": "bab"},
+                                  {"prefix": "b", "suffix": "ba"}, {"prefix": "ab", "contains": "bb"}])
+def test_beam_finds_every_name_a_tight_rule_allows(tiny: TrainedModel, rule: dict[str, str]) -> None:
+    # with the count set to the number of names (by enumeration) that meet the rule within max-length 4,
+    # the pruned search returns all of them, in order; one more is refused with that number
+    lp = exact_log_probs(tiny, all_names())
+    ok = sorted((n for n in lp if n.startswith(rule.get("prefix", "")) and n.endswith(rule.get("suffix", ""))
+                 and rule.get("contains", "") in n), key=lambda n: -lp[n])
+    got = most_likely_names(tiny, NameOptions(count=len(ok), mode="beam", min_length=1, max_length=MAX_LEN, **rule))
+    assert [n for n, _ in got] == ok
+    with pytest.raises(InvalidInput, match=f"only {len(ok)} names? meets? these constraints.*at most {len(ok)}"):
+        most_likely_names(tiny, NameOptions(count=len(ok) + 1, mode="beam", min_length=1, max_length=MAX_LEN, **rule))
+
+
 def test_score_equals_eval_and_percentile_counts_worse_names(tiny: TrainedModel) -> None:
     (s,) = score_names(tiny, ["abba"])
     one_line = evaluate(tiny, "abba\n")

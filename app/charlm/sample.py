@@ -159,6 +159,15 @@ class NamePlan:
         """True when a name (model form, within the length limits) meets the suffix and contains rules."""
         return name.endswith(self.suffix) and self.contains in name
 
+    def shortest_completion(self, text: str) -> int:
+        """The length of the shortest name that starts with `text` (model form) and ends with the
+        suffix, or contains `contains` (the larger of the two when both are asked: a lower bound,
+        exact for each rule alone)."""
+        need = _merged_length(text, self.suffix) if self.suffix else len(text)
+        if self.contains not in text:
+            need = max(need, _merged_length(text, self.contains))
+        return need
+
     def mask(self, model: TrainedModel, logits: np.ndarray, last: np.ndarray, length: int) -> np.ndarray:
         """A float64 copy of logits (B, V) with what may not come next at `length` characters set to
         -inf: the end before min_length, a space at the start, after a space or before the end, and
