@@ -204,7 +204,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     reference = reference_set(model)
     for s in score_names(model, args.names):
         print(json.dumps({"name": s.name, "log_prob": s.log_prob, "nll_per_char": s.nll_per_char,
-                          "percentile": s.percentile, "reference": reference}))
+                          "percentile": s.percentile, "reference": reference}, ensure_ascii=False))
 
 
 def cmd_poem(args: argparse.Namespace) -> None:

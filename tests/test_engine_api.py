@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.charlm.evaluate import evaluate
 from app.charlm.store import ModelStore
 
+from .conftest import FIXTURES
 from .test_api import make_client
 from .test_cli import assert_clean_error, run
 
@@ -144,7 +145,19 @@ def test_cli_sample_flags_and_score(tmp_path: Path) -> None:
     first = json.loads(run("score", rows[0][0]).stdout)
     assert first["log_prob"] == pytest.approx(beam_lp, abs=1e-3)  # printed to 4 decimals
     assert_clean_error(run("score", "Caf\u00e9"), "'\u00e9'")
+    assert_clean_error(run("score", "a" * 101), "names have at most 100")
     assert_clean_error(run("sample", "--suffix", "raptor", "--exclude", "r"), "exclude forbids")
+
+
+def test_cli_score_prints_names_as_typed(tmp_path: Path) -> None:
+    kana = FIXTURES / "japanese-names-kana.txt"
+    name = kana.read_text(encoding="utf-8").split()[0]
+    trained = run("train", "--data", str(kana), "--out", str(tmp_path / "kana"), "--hidden", "8", "--layers", "1",
+                  "--epochs", "1")
+    assert trained.returncode == 0, trained.stderr
+    proc = run("score", "--model", str(tmp_path / "kana"), name)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["name"] == name and name in proc.stdout  # not as \u escapes
 
 
 def test_training_stores_reference_and_memorisation(tiny_names_model) -> None:  # type: ignore[no-untyped-def]

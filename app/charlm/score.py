@@ -17,6 +17,7 @@ from .checkpoint import TrainedModel
 from .data import encode_names
 from .errors import InvalidInput
 from .evaluate import names_log_probs
+from .sample import MAX_NAME_CHARS
 from .textnorm import clean_name
 from .vocab import describe_chars
 
@@ -38,7 +39,8 @@ def reference_set(model: TrainedModel) -> Literal["validation", "training"] | No
 
 def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
     """Score names typed by a user (cleaned by textnorm's rule, case per model). Raises InvalidInput
-    for an empty list, more than MAX_SCORE_NAMES, an empty name or characters the model lacks."""
+    for an empty list, more than MAX_SCORE_NAMES, an empty name, one of more than MAX_NAME_CHARS
+    or characters the model lacks."""
     if model.kind != "names":
         raise InvalidInput("this model generates text, not names; use a names model")
     if not 1 <= len(names) <= MAX_SCORE_NAMES:
@@ -48,6 +50,9 @@ def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
         if not form or "\n" in form:
             problem = "is empty" if not form else "has a line break"
             raise InvalidInput(f"name {number} {problem}; give each name as one line of at least one character")
+        if len(form) > MAX_NAME_CHARS:
+            raise InvalidInput(f"name {number} has {len(form)} characters; names have at most {MAX_NAME_CHARS}, so "
+                               "score a shorter one")
         bad = model.vocab.unknown(form)
         if bad:
             raise InvalidInput(f"name {number} ({names[number - 1]!r}) has characters not in the model's vocabulary: "
