@@ -88,6 +88,18 @@ def test_score_matches_eval_and_reports_its_reference(client: TestClient, tmp_pa
     assert client.post("/score", json={"names": []}).status_code == 422
 
 
+@pytest.mark.parametrize("body, content_type, fragment", [
+    (b'{"names": ["Rex"', "application/json", "not valid JSON (Expecting ',' delimiter at character 16)"),
+    (b"", "application/json", "must be a JSON object"),
+    (b'["Rex"]', "application/json", "must be a JSON object"),
+    (b"names=Rex", "application/x-www-form-urlencoded", "sent as Content-Type: application/json"),
+])
+def test_a_body_that_is_no_json_object_is_named_as_such(client: TestClient, body: bytes, content_type: str,
+                                                        fragment: str) -> None:
+    r = client.post("/score", content=body, headers={"content-type": content_type})
+    assert r.status_code == 422 and fragment in r.json()["detail"]
+
+
 def test_beam_log_probs_equal_scores_and_are_descending(client: TestClient) -> None:
     body = client.get("/names", params={"mode": "beam", "count": 5, "suffix": "saurus"}).json()
     assert body["names"] and body["log_probs"] == sorted(body["log_probs"], reverse=True)

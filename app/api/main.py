@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -114,11 +115,7 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path"))
-            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
-        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+        return JSONResponse({"detail": "; ".join(_problem(err) for err in exc.errors())}, status_code=422)
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -145,3 +142,18 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
     for module in (names, score, poem, train, jobs, models, health, info, page):
         app.include_router(module.router)
     return app
+
+
+def _problem(err: dict[str, Any]) -> str:
+    """One validation error in plain words: the field and pydantic's message, or what is wrong with
+    a JSON body as a whole (not JSON, missing, not an object) and how to send it."""
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        cause = err.get("ctx", {}).get("error", "cannot be read")
+        return (f"the request body is not valid JSON ({cause} at character {loc[-1]}); send a JSON object "
+                "with the fields /docs lists for this endpoint")
+    if loc == ("body",):
+        return ("the request body must be a JSON object with the fields /docs lists for this endpoint, sent as "
+                "Content-Type: application/json")
+    where = ".".join(str(p) for p in loc if p not in ("query", "body", "path"))
+    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg"))
