@@ -250,9 +250,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
     run(settings)
 
 
-def _sampling_options(p: argparse.ArgumentParser) -> None:
+def _sampling_options(p: argparse.ArgumentParser, greedy: str) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
-                   help="below 1: safer, above 1: wilder (0-10]; below 0.001: greedy, one name only")
+                   help=f"below 1: safer, above 1: wilder (0-10], default 1; below 0.001: greedy, {greedy}")
     p.add_argument("--top-k", type=int, help="draw only from the k likeliest characters")
     p.add_argument("--seed", type=int, help="same seed, same output")
 
@@ -309,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate names")
     p.add_argument("--model", default="dinos", help="names model: store name or directory (default: dinos)")
-    p.add_argument("--count", type=int, default=7, help="how many distinct names (1-1000)")
-    _sampling_options(p)
+    p.add_argument("--count", type=int, default=7, help="how many distinct names (1-1000, default 7)")
+    _sampling_options(p, "one name only")
     p.add_argument("--prefix", default="", help="every name starts with this")
     p.add_argument("--suffix", default="", help="every name ends with this")
     p.add_argument("--contains", default="", help="every name contains this")
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-length", type=int, help="shortest name, prefix included (default: the shortest "
                                                   "training name)")
     p.add_argument("--max-length", type=int, default=40,
-                   help="longest name (1-100); a name that would be longer is drawn again, never cut")
+                   help="longest name (1-100, default 40); a name that would be longer is drawn again, never cut")
     p.add_argument("--novel", nargs="?", const="true", default="false", choices=["false", "true", "strict"],
                    help="only names absent from the training list; =strict: nor within one edit of one")
     p.add_argument("--page", type=int, default=1, help="page of --count names (with --seed: no repeats across "
@@ -335,9 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("poem", help="continue a prompt in the voice of the sonnets")
     p.add_argument("--model", default="shakespeare", help="text model (default: shakespeare)")
     p.add_argument("--prompt", default="", help="first words, up to 200 characters (may be empty)")
-    p.add_argument("--length", type=int, default=400, help="characters to add (1-2000)")
-    p.add_argument("--lines", type=int, help="stop after this many complete lines instead (14: a sonnet)")
-    _sampling_options(p)
+    p.add_argument("--length", type=int, default=400, help="characters to add (1-2000, default 400)")
+    p.add_argument("--lines", type=int, help="stop after this many complete lines instead (1-200; 14: a sonnet), "
+                                             "at most 100 characters a line")
+    _sampling_options(p, "the likeliest character every time")
     p.set_defaults(func=cmd_poem)
 
     p = sub.add_parser("serve", help="run the HTTP service")

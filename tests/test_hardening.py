@@ -55,7 +55,9 @@ def test_requests_beyond_the_work_budget_get_422(tmp_path: Path) -> None:
         assert r.status_code == 422 and "0.01 s of sampling" in r.json()["detail"]
         r = c.get("/poem", params={"length": 2000})
         assert r.status_code == 422 and "sampling" in r.json()["detail"]
-        assert 'dino_sampling_stopped_total{reason="budget"} 2.0' in c.get("/metrics").text
+        r = c.get("/names", params={"mode": "beam", "count": 50, "suffix": "x"})  # beam refuses temperature
+        assert r.status_code == 422 and "mode sample" in r.json()["detail"] and "temperature" not in r.json()["detail"]
+        assert 'dino_sampling_stopped_total{reason="budget"} 3.0' in c.get("/metrics").text
 
 
 def _request(receive: object) -> Request:

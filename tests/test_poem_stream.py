@@ -57,6 +57,12 @@ def test_the_pieces_join_to_the_poem_of_the_same_seed(client: TestClient, params
     assert any("\n" in p for p in pieces) and any(" " in p for p in pieces)  # both came through JSON intact
 
 
+def test_lines_beyond_2000_characters_are_all_written(client: TestClient) -> None:
+    poem = client.get("/poem", params={"lines": 60, "seed": 1}).json()["poem"]
+    assert len(poem) > 2000  # 60 sonnet lines are longer than the 2000 characters `length` allows
+    assert sum(bool(line.strip()) for line in poem.split("\n")) == 60  # the line break ending the last is not drawn
+
+
 @pytest.mark.parametrize("params, status, words", [
     ({"lenght": 5}, 422, "lenght"),
     ({"temperature": 0}, 422, "temperature"),

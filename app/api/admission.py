@@ -42,6 +42,10 @@ class Budget:
         return lambda: self.gone.is_set() or time.monotonic() >= deadline
 
 
+SAMPLING_ADVICE = ("ask for fewer or shorter results or an earlier page (pages are drawn from the first on), "
+                   "relax the length limits or raise the temperature or top_k")
+
+
 class SamplingGate:
     def __init__(self, capacity: int, seconds: float, metrics: Metrics, threads: int = 2) -> None:
         self.capacity = capacity
@@ -50,13 +54,14 @@ class SamplingGate:
         self.limiter = anyio.CapacityLimiter(min(threads, capacity))  # its own threads: sync endpoints keep theirs
         self.in_flight = 0  # changed only on the event loop, so no lock
 
-    async def run(self, request: Request, work: Callable[[StopCheck], T]) -> T:
-        """`work(should_stop)` in a thread under this gate's admission rule and work budget."""
-        async with self.admit(request) as budget:
+    async def run(self, request: Request, work: Callable[[StopCheck], T], advice: str = SAMPLING_ADVICE) -> T:
+        """`work(should_stop)` in a thread under this gate's admission rule and work budget (`advice`:
+        what to change when the budget runs out)."""
+        async with self.admit(request, advice) as budget:
             return await anyio.to_thread.run_sync(lambda: work(budget.start()), limiter=self.limiter)
 
     @asynccontextmanager
-    async def admit(self, request: Request) -> AsyncIterator[Budget]:
+    async def admit(self, request: Request, advice: str = SAMPLING_ADVICE) -> AsyncIterator[Budget]:
         """Admit a request (else 429) for work that stops on the yielded budget (its WorkStopped
         becomes 499 when the client left, else 422)."""
         if self.in_flight >= self.capacity:
@@ -73,9 +78,8 @@ class SamplingGate:
                 self.metrics.stopped.labels("disconnect").inc()
                 raise HTTPException(CLIENT_GONE, "the client closed the request") from None
             self.metrics.stopped.labels("budget").inc()
-            raise HTTPException(422, f"this request needs more than {self.seconds:g} s of sampling; ask for "
-                                "fewer or shorter results or an earlier page (pages are drawn from the first "
-                                "on), relax the length limits or raise the temperature or top_k") from None
+            raise HTTPException(422, f"this request needs more than {self.seconds:g} s of sampling; {advice}") \
+                from None
         finally:
             gone.set()  # if this request was cancelled (shutdown), its work stops at the next step
             watcher.cancel()

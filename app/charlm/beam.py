@@ -90,8 +90,8 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
         expansions += len(batch)
         if expansions > MAX_EXPANSIONS:
             raise InvalidInput(f"mode beam found only {len(found)} of the {opts.count} names asked within its work "
-                               f"bound ({MAX_EXPANSIONS:,} prefixes); ask for fewer names, or use mode sample, which "
-                               "draws names under the same constraints")
+                               f"bound ({MAX_EXPANSIONS:,} prefixes); ask for fewer names, loosen the prefix, suffix, "
+                               "contains or exclude rule, or use mode sample, which draws names under the same rules")
         last = np.array([model.vocab.index[e.text[-1]] if e.text else 0 for e in batch])
         logits, new_state = step(last, _gather(batch))
         logp = log_softmax(logits.astype(np.float64))

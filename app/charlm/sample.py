@@ -46,7 +46,9 @@ from .vocab import describe_chars
 
 MAX_COUNT = 1000
 MAX_NAME_CHARS = 100
-MAX_POEM_CHARS = 2000
+MAX_POEM_CHARS = 2000  # characters of `length`
+MAX_POEM_LINES = 200
+LINE_CHARS = 100  # with `lines`, at most this many characters per line asked (a sonnet line has about 40)
 MAX_PROMPT_CHARS = 200
 GREEDY_BELOW = 1e-3  # below this a temperature is its limit 0: a rival a logit 0.02 behind has odds < e^-20
 MAX_ROW_STEPS = 150_000  # work bound of one names request: rows drawn x characters per row (about a second
@@ -233,7 +235,9 @@ class NameOptions:
         _check(1 <= self.max_length <= MAX_NAME_CHARS, f"max-length must be between 1 and {MAX_NAME_CHARS}")
         min_length = min(model.shortest_name, self.max_length) if self.min_length is None \
             else self.min_length
-        _check(0 <= min_length <= self.max_length, "min-length must be between 0 and max-length")
+        _check(0 <= min_length <= self.max_length,
+               f"min-length {min_length} must be between 0 and max-length {self.max_length}; lower it or raise "
+               "max-length")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}")
         _check(self.page >= 1, "page must be at least 1")
@@ -532,11 +536,15 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
     """Why a names request fell short on page `number` of its pages, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
     head = (f"found only {found} {kind} name{'s' * (found != 1)} of the {opts.count} asked"
-            + (f" on page {opts.page}" if opts.page > 1 else ""))
+            + (f" on page {number}" if number > 1 else "")
+            + (f" (page {opts.page} is drawn after pages 1 to {opts.page - 1})" if number < opts.page else ""))
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
+    beam = "use mode beam, which finds the most probable names that meet them (or says how many there are), "
     if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
-        return (f"{head}: the {number - 1} pages before page {number} took most of the names the model gives at "
-                f"these settings; ask for page {number - 1} or an earlier one, or raise the temperature")
+        before = "page 1" if number == 2 else f"pages 1 to {number - 1}"
+        return (f"{head}: {before} took most of the names the model gives at these settings; ask for page "
+                f"{number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and length "
+                "limits")
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""
         why = ("the training list already has it" if ended
@@ -557,7 +565,7 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
         else:
             remedy = ""
         return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
-                f"{drawn} tries; {remedy}raise max-length or the temperature, or ask for fewer names")
+                f"{drawn} tries; {beam}{remedy}raise max-length or the temperature, or ask for fewer names")
     if ended < opts.count:
         lengths = sorted(len(n) for n in model.names) or [opts.max_length]
         return (f"{head}: only {ended} of {drawn} drawn names ({ended / max(drawn, 1):.1%}) end by themselves "
@@ -567,8 +575,8 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
         return (f"{head}: every name that fits the prefix, constraints and length limits is in the training list; "
                 "drop novel (or ask novel true instead of strict), or loosen the prefix, constraints and length limits")
     return (f"{head}: at these settings the model keeps repeating {found} name{'s' * (found != 1)}; ask for at "
-            f"most {found}, "
-            "raise the temperature, or loosen the prefix, constraints and length limits")
+            f"most {found}, {beam.replace('them', 'these settings')}raise the temperature, or loosen the prefix, "
+            "constraints and length limits")
 
 
 @dataclass(frozen=True)
@@ -586,7 +594,7 @@ class PoemOptions:
         _check(model.kind == "text", "this model generates names, not text; use a text model")
         _check(len(self.prompt) <= MAX_PROMPT_CHARS, f"prompt must be at most {MAX_PROMPT_CHARS} characters")
         _check(1 <= self.length <= MAX_POEM_CHARS, f"length must be between 1 and {MAX_POEM_CHARS}")
-        _check(self.lines is None or 1 <= self.lines <= 200, "lines must be between 1 and 200")
+        _check(self.lines is None or 1 <= self.lines <= MAX_POEM_LINES, f"lines must be between 1 and {MAX_POEM_LINES}")
         _check(0 < self.temperature <= 10, "temperature must be greater than 0 and at most 10")
         _check(self.top_k is None or self.top_k >= 1, "top-k must be at least 1")
         _check(self.seed is None or 0 <= self.seed < 2**32, "seed must be between 0 and 4294967295")
@@ -603,7 +611,8 @@ def continue_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck
 
 def stream_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck | None = None) -> Iterator[str]:
     """The continuation of the prompt one character at a time, as it is drawn: `length` characters,
-    or up to `lines` complete lines (a blank line does not count: a run of newlines is no verse).
+    or up to `lines` complete lines (a blank line does not count: a run of newlines is no verse), and
+    then at most LINE_CHARS characters per line asked (a model that writes no line break stops there).
 
     The options are checked at the first `next` (InvalidInput). `should_stop` is asked once per
     generated character; when it answers True, WorkStopped is raised.
@@ -612,7 +621,7 @@ def stream_text(model: TrainedModel, opts: PoemOptions, should_stop: StopCheck |
     rng = np.random.default_rng(opts.seed)
     step = model.net.stepper(model.params)
     logits, state = _prime(model.net, step, model.params["Wy"].dtype, model.vocab.encode("\n" + text), should_stop)
-    limit = MAX_POEM_CHARS if opts.lines is not None else opts.length
+    limit = opts.lines * LINE_CHARS if opts.lines is not None else opts.length
     lines = 0
     line_has_text = bool(text.rsplit("\n", 1)[-1].strip())  # the prompt may end mid-line
     for _ in range(limit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -111,10 +112,17 @@ def _model_errors(name: str) -> Iterator[None]:
                                  "must retrain or remove that version") from None
 
 
+def api_terms(message: str) -> str:
+    """The core's messages name CLI options (`--time-budget`, `max-length`); the API's fields are
+    `time_budget`, `max_length`."""
+    return re.sub(r"--([a-z-]+)|\b(max-length|min-length|top-k)\b",
+                  lambda m: (m.group(1) or m.group(2)).replace("-", "_"), message)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the core's InvalidInput into 422 with its message as `detail`."""
+    """Turn the core's InvalidInput into 422 with its message (in the API's terms) as `detail`."""
     try:
         yield
     except InvalidInput as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(422, api_terms(str(exc))) from None

@@ -61,7 +61,8 @@ async def get_names(
                         log_probs=[lp for _, lp in best])
 
     if mode == "beam":
-        out = await services.gate.run(request, ranked)
+        out = await services.gate.run(request, ranked, "ask for fewer names or loosen the prefix, suffix, contains "
+                                      "or exclude rule; mode sample draws names under the same rules")
     else:  # sampled: the rows share the steps of every concurrent request in the model's scheduler
         async with services.gate.admit(request) as budget:
             def job(loaded: TrainedModel) -> Job[list[str]]:

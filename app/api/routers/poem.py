@@ -16,7 +16,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.charlm.sample import MAX_POEM_CHARS, MAX_PROMPT_CHARS, PoemOptions, continue_text, stream_text
+from app.charlm.sample import (
+    LINE_CHARS,
+    MAX_POEM_CHARS,
+    MAX_POEM_LINES,
+    MAX_PROMPT_CHARS,
+    PoemOptions,
+    continue_text,
+    stream_text,
+)
 
 from ..admission import StopCheck
 from ..deps import Services, ServicesDep
@@ -38,7 +46,8 @@ class PoemQuery:
 def poem_query(
     prompt: Annotated[str, Query(max_length=MAX_PROMPT_CHARS, description="first words of the poem")] = "",
     length: Annotated[int, Query(ge=1, le=MAX_POEM_CHARS, description="characters to add")] = 400,
-    lines: Annotated[int | None, Query(ge=1, le=200, description="stop after this many lines")] = None,
+    lines: Annotated[int | None, Query(ge=1, le=MAX_POEM_LINES, description="stop after this many complete lines, "
+                                       f"instead of length (at most {LINE_CHARS} characters per line)")] = None,
     temperature: TEMPERATURE = 1.0,
     top_k: TOP_K = None,
     seed: SEED = None,

@@ -9,7 +9,6 @@ Decoding, validation and the SQLite insert run in a thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -25,7 +24,7 @@ from app.charlm.train import TrainConfig, check_options
 
 from ..deps import CLOSE, Services, ServicesDep, WriterDep
 from ..schemas import JobCreated
-from .common import STRICT_QUERY, refuse_repeated
+from .common import STRICT_QUERY, api_terms, refuse_repeated
 
 router = APIRouter(tags=["training"])
 MIN_DISTINCT_NAMES = 10
@@ -79,11 +78,6 @@ def _parse_fields(form: FormData) -> TrainForm:
         raise RequestValidationError(errors) from None
 
 
-def _api_terms(message: str) -> str:
-    """The core's messages name CLI options (`--time-budget`); the API's fields are `time_budget`."""
-    return re.sub(r"--([a-z-]+)", lambda m: m.group(1).replace("-", "_"), message)
-
-
 def _options(form: TrainForm, services: Services) -> dict[str, Any]:
     """The job's training options; 422 for what the form's own bounds cannot know."""
     cap = services.settings.max_job_seconds
@@ -126,7 +120,7 @@ def _validate_and_queue(services: Services, form: TrainForm, raw: bytes, options
         config = TrainConfig(kind="names", **options)
         check_options(config, _base(services, config))
     except InvalidInput as exc:
-        raise HTTPException(422, _api_terms(str(exc))) from None
+        raise HTTPException(422, api_terms(str(exc))) from None
     # Unset options stay unset: the trainer sizes the run to the list (the job reports its epochs).
     return services.jobs.create(form.name, options, text, services.settings.max_queued_jobs)
 
