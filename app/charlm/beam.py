@@ -22,6 +22,7 @@ import numpy as np
 
 from .checkpoint import TrainedModel
 from .errors import InvalidInput
+from .evaluate import names_log_probs
 from .model import ModelState, log_softmax
 from .sample import NameOptions, NamePlan, StopCheck, _poll
 
@@ -120,7 +121,10 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
         raise InvalidInput(f"only {_names(len(found))} meet{'s' * (len(found) == 1)} these constraints within "
                            f"max-length {plan.max_length}; ask for at most {_names(len(found))} or loosen the "
                            "constraints")
-    return found
+    # the log-probabilities as `score` computes them (one name at a time), not the search's sums of
+    # float32 steps, which differ in the last digits; re-sorted, as a near-tie may swap
+    exact = names_log_probs(model.net, model.params, [model.vocab.encode(n) for n, _ in found], batch=1)
+    return sorted(zip((n for n, _ in found), exact.tolist(), strict=True), key=lambda pair: -pair[1])
 
 
 def _names(n: int) -> str:

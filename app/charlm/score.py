@@ -2,7 +2,10 @@
 
 `log_prob` is the natural-log probability of the name and its end token from the start state, the
 sum `eval` makes for a one-line file; `nll_per_char` is -log_prob / (characters + 1), which is
-`eval`'s nll_per_char for that file. `percentile` (0-100) is the share of the model's reference
+`eval`'s nll_per_char for that file. Each name is computed on its own, as `eval` computes a
+one-line file, so a name's figures do not depend on the names scored with it (float32
+products round differently with the batch's shape) and equal `eval`'s and beam's exactly.
+`percentile` (0-100) is the share of the model's reference
 names (reference.py) whose NLL per character is higher, i.e. that the model finds less typical;
 null when the model has no reference (fewer than 20 names, or a directory from before references).
 """
@@ -57,7 +60,7 @@ def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
         if bad:
             raise InvalidInput(f"name {number} ({names[number - 1]!r}) has characters not in the model's vocabulary: "
                                f"{describe_chars(bad)}; remove them or score it with a model that knows them")
-    log_probs = names_log_probs(model.net, model.params, encode_names(model.vocab, forms))
+    log_probs = names_log_probs(model.net, model.params, encode_names(model.vocab, forms), batch=1)
     ref = sorted(model.reference["nll_per_char"]) if model.reference is not None else None
     scores = []
     for name, form, lp in zip(names, forms, log_probs, strict=True):
