@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.charlm.checkpoint import TrainedModel
+from app.charlm.checkpoint import TrainedModel, recorded_members
 from app.charlm.members import block_masks, is_block_diagonal, merge, split
 from app.charlm.model import CharModel, ModelConfig, cross_entropy
 from app.charlm.train import TrainConfig, train
@@ -107,3 +107,20 @@ def test_only_block_diagonal_weights_are_stepped_as_members() -> None:
     assert not is_block_diagonal(params, 2, 3)
     # a model.json that records members its weights do not have samples as the plain network
     assert TrainedModel("names", net.config, Vocab(tuple("\nabcdef")), params, meta=recorded).members == 1
+
+
+@pytest.mark.parametrize("training, expected", [
+    ({"options": {"members": 3}}, 3), ({"options": {"members": 4}}, 4), ({"options": {}}, 1), (None, 1),
+    ({"options": None}, 1), ({"options": [1]}, 1), ("x", 1), ({"options": {"members": "3"}}, 1),
+    ({"options": {"members": True}}, 1), ({"options": {"members": 3.0}}, 1), ({"options": {"members": 0}}, 1),
+    ({"options": {"members": -3}}, 1), ({"options": {"members": 5}}, 1), ({"options": {"members": 24}}, 1),
+    ({"options": {"members": 2**70}}, 1),
+])
+def test_members_recorded_in_a_damaged_model_json_count_as_one(training: object, expected: int) -> None:
+    meta = {"training": training}
+    assert recorded_members(meta, 12) == expected  # 12 units: 1, 2, 3, 4, 6 or 12 members split them evenly
+    net, _ = _members_net("lstm")
+    model = TrainedModel("names", net.config, Vocab(tuple("\nabcdef")), net.init_params(np.random.default_rng(0)),
+                         meta=meta)
+    assert model.members == (3 if expected == 3 else 1)  # the weights are 3 members' (4 and 1 do not fit them)
+    model.stepper(np.array([1, 2]), model.net.zero_state(2))  # it samples either way

@@ -55,11 +55,8 @@ class TrainedModel:
         """Networks of the ensemble the model was trained as (members.py), whose blocks sampling runs
         apart: the count its training options record, when the weights are block-diagonal for it
         (checked once); else 1, the plain network, right for any weights."""
-        training = self.meta.get("training")
-        recorded = training.get("options", {}).get("members") if isinstance(training, dict) else None
-        if isinstance(recorded, int) and is_block_diagonal(self.params, self.config.layers, recorded):
-            return recorded
-        return 1
+        recorded = recorded_members(self.meta, self.config.hidden)
+        return recorded if is_block_diagonal(self.params, self.config.layers, recorded) else 1
 
     @cached_property
     def stepper(self) -> Stepper:
@@ -76,6 +73,18 @@ class TrainedModel:
     def shortest_name(self) -> int:
         """Length of the shortest training name (1 when the model keeps none), found once."""
         return min((len(n) for n in self.names), default=1)
+
+
+def recorded_members(meta: dict[str, Any], hidden: object) -> int:
+    """The members a model.json's training options record (members.py): a whole number from 1 to
+    `hidden` (the units per layer) that divides it; 1 when they record none (models from before
+    members) or something else."""
+    training = meta.get("training")
+    options = training.get("options") if isinstance(training, dict) else None
+    members = options.get("members") if isinstance(options, dict) else None
+    if type(members) is not int or type(hidden) is not int or not 1 <= members <= hidden or hidden % members:
+        return 1
+    return members
 
 
 def _fsync_write(path: Path, data: bytes) -> None:

@@ -7,6 +7,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Path
 
+from app.charlm.checkpoint import recorded_members
 from app.charlm.errors import ModelNotFound
 from app.charlm.store import ModelStore
 
@@ -28,11 +29,10 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
     for version in store.versions(name):
         try:
             meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
-            options = meta.get("training", {}).get("options", {})
             version_case = meta.get("case", "fold")  # format 1 models fold case
             rate = meta.get("memorisation_rate")
             versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
-                                       layers=meta.get("layers"), members=options.get("members") or 1,  # 1 before
+                                       layers=meta.get("layers"), members=recorded_members(meta, meta.get("hidden")),
                                        case=version_case, metrics=meta.get("metrics", {}), memorisation_rate=rate))
         except (OSError, ValueError, TypeError, AttributeError, ModelNotFound):  # pydantic's errors are ValueErrors
             log.warning("model %s version %s: unreadable model.json, left out of /models", name, version)
