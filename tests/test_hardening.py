@@ -95,6 +95,30 @@ def test_gate_refuses_beyond_capacity_with_retry_after() -> None:
     assert "dino_sampling_refused_total 1.0" in _render(metrics)
 
 
+def test_gate_refuses_when_as_many_wait_for_a_thread_as_there_are_threads() -> None:
+    gate = SamplingGate(capacity=8, seconds=60, metrics=Metrics(), threads=1)
+    release = threading.Event()
+
+    def slow(should_stop: object) -> str:
+        release.wait(30)
+        return "done"
+
+    async def scenario() -> HTTPException:
+        running = asyncio.create_task(gate.run(_request(_never_disconnects), slow))
+        queued = asyncio.create_task(gate.run(_request(_never_disconnects), slow))
+        while gate.limiter.statistics().tasks_waiting == 0:  # one runs, one waits for the only thread
+            await asyncio.sleep(0.01)
+        with pytest.raises(HTTPException) as refused:
+            await gate.run(_request(_never_disconnects), lambda stop: "never runs")
+        release.set()
+        assert await running == await queued == "done"
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status_code == 429 and refused.headers == {"Retry-After": "2"} and gate.in_flight == 0
+    assert "1 request waits for its 1 sampling thread;" in refused.detail
+
+
 def test_gate_stops_work_when_the_client_disconnects() -> None:
     metrics = Metrics()
     gate = SamplingGate(capacity=2, seconds=60, metrics=metrics)

@@ -56,7 +56,15 @@ class SamplingGate:
 
     async def run(self, request: Request, work: Callable[[StopCheck], T], advice: str = SAMPLING_ADVICE) -> T:
         """`work(should_stop)` in a thread under this gate's admission rule and work budget (`advice`:
-        what to change when the budget runs out)."""
+        what to change when the budget runs out). 429 when as many requests already wait for a thread as
+        there are threads: a queue that long would hold every admission slot for its whole budget."""
+        waiting = self.limiter.statistics()
+        if waiting.borrowed_tokens >= waiting.total_tokens and waiting.tasks_waiting >= waiting.total_tokens:
+            self.metrics.refused.inc()
+            n, k = waiting.tasks_waiting, int(waiting.total_tokens)
+            raise HTTPException(429, f"the server is busy: {n} request{'s' * (n != 1)} wait{'s' * (n == 1)} for "
+                                     f"its {k} sampling thread{'s' * (k != 1)}; retry in a few seconds",
+                                headers={"Retry-After": "2"})
         async with self.admit(request, advice) as budget:
             return await anyio.to_thread.run_sync(lambda: work(budget.start()), limiter=self.limiter)
 

@@ -39,6 +39,7 @@ BUILTIN_MODELS = ("dinos", "shakespeare")
 # A model write takes seconds; a temporary file older than this was left by a writer that died.
 # Younger ones may belong to a worker or replica writing into the same (shared) store right now.
 PARTIAL_WRITE_AGE = 600.0
+FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"  # fastapi/routing.py, for any other decode error
 
 
 def create_app(settings: Settings | None = None, *, loopback_writes: bool = True) -> FastAPI:
@@ -108,6 +109,10 @@ def create_app(settings: Settings | None = None, *, loopback_writes: bool = True
     async def refused(request: Request, exc: StarletteHTTPException) -> Response:
         """FastAPI's own answer, but a refused upload also ends its connection: whatever is left of
         its body (a malformed multipart, a refused name) is not worth receiving."""
+        if exc.status_code == 400 and exc.detail == FASTAPI_UNREADABLE_BODY:  # not UTF-8, nested too deep, …
+            exc = StarletteHTTPException(422, "the request body cannot be read as JSON (is it UTF-8, and nested "
+                                              "less than 1,000 levels?); send a JSON object with the fields /docs "
+                                              "lists for this endpoint")
         response = await http_exception_handler(request, exc)
         if request.method == "POST" and 400 <= exc.status_code < 500:
             response.headers.update(CLOSE)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,27 +26,28 @@ from .evaluate import names_log_probs
 from .model import ModelState, log_softmax
 from .sample import NameOptions, NamePlan, StopCheck, _poll
 
-MAX_EXPANSIONS = 150_000  # prefixes expanded per request (each one model step of one row): about 5 s here
-# (one BLAS thread), as hard rules need: 7 names ending in "x" of at most 6 characters take 120,000 on dinos
+MAX_EXPANSIONS = 100_000  # prefixes expanded per request (each one model step of one row): about 3.5 s and
+# 500 MB here (one BLAS thread); 7 dinos names ending in "x" of at most 6 characters would take 120,000
 _EXPAND_BATCH = 256  # prefixes stepped together (a wider step costs little more than a narrow one)
 
 
-class _Entry(NamedTuple):
-    """A heap entry; ordered by (-log_prob, tie) only, as `tie` is unique."""
+@dataclass(eq=False)
+class _Parent:
+    """An expanded prefix: the state after reading it and its children (next characters, 0 the end)
+    that may still lead to an answer, most probable first. Only its best child not yet taken waits
+    on the heap (k-best successor order), not all of them: a tenth of the heap and its pushes."""
 
-    neg_log_prob: float
-    tie: int
     text: str  # model form, prefix included
-    complete: bool  # the end token was taken
-    state: ModelState | None  # the state batch that reads text[-1] next (None when complete)
+    state: ModelState  # the expansion batch's next state; row `row` is this prefix's
     row: int
+    chars: np.ndarray  # (C,) child ids, by falling log-probability
+    log_probs: np.ndarray  # (C,) the children's log-probabilities, falling
 
 
-def _gather(entries: list[_Entry]) -> ModelState:
-    """The recurrent states of `entries`, stacked into one batch."""
-    first = entries[0].state
-    assert first is not None
-    return [tuple(np.concatenate([e.state[n][j][e.row : e.row + 1] for e in entries if e.state is not None])
+def _gather(prefixes: list[tuple[str, float, _Parent]]) -> ModelState:
+    """The recurrent states of the prefixes' parents, stacked into one batch."""
+    first = prefixes[0][2].state
+    return [tuple(np.concatenate([p.state[n][j][p.row : p.row + 1] for _, _, p in prefixes])
                   for j in range(len(first[n]))) for n in range(len(first))]
 
 
@@ -65,58 +66,70 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
     for a, b in itertools.pairwise(ids):  # the prefix's own probability counts
         logits, state = step(np.array([a]), state)
         lp += float(log_softmax(logits[0].astype(np.float64))[b])
+    rule = max(len(plan.suffix), len(plan.contains))  # characters the rules may still need
     tick = itertools.count()
-    heap = [_Entry(-lp, next(tick), plan.prefix, False, state, 0)]
-    admitted: list[float] = []  # log-probs of the best `count` admissible complete names pushed (a min-heap)
+    heap: list[tuple[float, int, _Parent, int]] = []  # (-log-prob, tie, parent, rank): its rank-th child
+    admitted: list[float] = []  # log-probs of the best `count` admissible complete names known (a min-heap)
     found: list[tuple[str, float]] = []
     expansions = 0
 
     def wanted(name: str) -> bool:
         return plan.admits(name) and name not in taken and not (reject is not None and reject(name))
 
-    while heap and len(found) < opts.count:
-        batch: list[_Entry] = []
-        while heap and len(batch) < _EXPAND_BATCH and len(found) < opts.count:
-            if heap[0].complete:  # a complete name on top: final only when no popped prefix could still beat it
-                if batch:
-                    break
-                done = heapq.heappop(heap)
-                if wanted(done.text):
-                    found.append((done.text, -done.neg_log_prob))
-                continue
-            batch.append(heapq.heappop(heap))
-        if not batch:
-            continue
+    def bound() -> float:
+        return admitted[0] if len(admitted) == opts.count else -np.inf
+
+    def offer(parent: _Parent, rank: int) -> None:
+        """Queue the parent's rank-th child unless it (and so every later one) falls below the bound."""
+        if rank < len(parent.chars) and parent.log_probs[rank] >= bound():
+            heapq.heappush(heap, (-float(parent.log_probs[rank]), next(tick), parent, rank))
+
+    # the first expansion: the prefix, read up to its last character (the state a parent would hold)
+    batch: list[tuple[str, float, _Parent]] = [(plan.prefix, lp, _Parent("", state, 0, ids[:0], np.empty(0)))]
+    while batch:
         _poll(should_stop)
         expansions += len(batch)
         if expansions > MAX_EXPANSIONS:
             raise InvalidInput(f"mode beam found only {len(found)} of the {opts.count} names asked within its work "
-                               f"bound ({MAX_EXPANSIONS:,} prefixes); ask for fewer names, loosen the prefix, suffix, "
-                               "contains or exclude rule, or use mode sample, which draws names under the same rules")
-        last = np.array([model.vocab.index[e.text[-1]] if e.text else 0 for e in batch])
+                               f"bound ({MAX_EXPANSIONS:,} prefixes); "
+                               + ("ask for fewer names, " if opts.count > 1 else "")
+                               + "loosen the prefix, suffix, contains or exclude rule, or use mode sample, which "
+                                 "draws names under the same rules")
+        last = np.array([model.vocab.index[text[-1]] if text else 0 for text, _, _ in batch])
         logits, new_state = step(last, _gather(batch))
-        logp = log_softmax(logits.astype(np.float64))
-        lengths = np.array([len(e.text) for e in batch])
+        children = log_softmax(logits.astype(np.float64)) + np.array([lp for _, lp, _ in batch])[:, None]
+        lengths = np.array([len(text) for text, _, _ in batch])
         allowed = np.empty(logits.shape, dtype=bool)
         for length in np.unique(lengths):  # the masks depend on the length: one call per length
             rows = lengths == length
             allowed[rows] = plan.mask(model, logits[rows], last[rows], int(length)) > -np.inf
         allowed[lengths >= plan.max_length, 1:] = False
-        children = logp - np.array([e.neg_log_prob for e in batch])[:, None]
-        if len(admitted) == opts.count:
-            allowed &= children >= admitted[0]
-        for row, c in zip(*np.nonzero(allowed), strict=True):  # row by row, as the bound rises
-            child, entry = float(children[row, c]), batch[row]
-            if len(admitted) == opts.count and child < admitted[0]:
-                continue
+        allowed &= children >= bound()
+        for i in np.flatnonzero(allowed[:, 0]).tolist():  # complete names that break a rule are never queued
+            allowed[i, 0] = wanted(batch[i][0])
+        for i in np.flatnonzero(lengths + 1 + rule > plan.max_length).tolist():  # children may lack room for rules
+            for c in (np.flatnonzero(allowed[i, 1:]) + 1).tolist():
+                allowed[i, c] = plan.shortest_completion(batch[i][0] + model.vocab.chars[c]) <= plan.max_length
+        order = np.argsort(np.where(allowed, -children, np.inf), axis=1, kind="stable")  # best child first
+        for row, (text, _, _) in enumerate(batch):
+            chars = order[row, : allowed[row].sum()]
+            if allowed[row, 0]:
+                (heapq.heappush if len(admitted) < opts.count else heapq.heappushpop)(admitted, children[row, 0])
+            offer(_Parent(text, new_state, row, chars, children[row, chars]), 0)
+        batch = []
+        while heap and len(batch) < _EXPAND_BATCH and len(found) < opts.count:
+            neg_lp, _, parent, rank = heap[0]
+            c = int(parent.chars[rank])
+            if c == 0 and batch:  # a complete name is final only when no prefix popped before it could beat it
+                break
+            heapq.heappop(heap)
+            offer(parent, rank + 1)
+            if -neg_lp < bound():
+                continue  # queued before the bound rose past it
             if c == 0:
-                if wanted(entry.text):  # other complete names can never be returned
-                    heapq.heappush(heap, _Entry(-child, next(tick), entry.text, True, None, 0))
-                    (heapq.heappush if len(admitted) < opts.count else heapq.heappushpop)(admitted, child)
+                found.append((parent.text, -neg_lp))
             else:
-                text = entry.text + model.vocab.chars[c]
-                if plan.shortest_completion(text) <= plan.max_length:  # else no name of it fits
-                    heapq.heappush(heap, _Entry(-child, next(tick), text, False, new_state, int(row)))
+                batch.append((parent.text + model.vocab.chars[c], -neg_lp, parent))
     if len(found) < opts.count:
         raise InvalidInput(f"only {_names(len(found))} meet{'s' * (len(found) == 1)} these constraints within "
                            f"max-length {plan.max_length}; ask for at most {_names(len(found))} or loosen the "

@@ -48,7 +48,7 @@ def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
         raise InvalidInput("this model generates text, not names; use a names model")
     if not 1 <= len(names) <= MAX_SCORE_NAMES:
         raise InvalidInput(f"give between 1 and {MAX_SCORE_NAMES} names to score")
-    forms = [model.case.model_form(clean_name(n, "name")) for n in names]
+    forms = [model.case.model_form(clean_name(n, f"name {number}")) for number, n in enumerate(names, start=1)]
     for number, form in enumerate(forms, start=1):
         if not form or "\n" in form:
             problem = "is empty" if not form else "has a line break"
