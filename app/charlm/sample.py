@@ -565,7 +565,8 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
         else:
             remedy = ""
         return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
-                f"{drawn} tries; {beam}{remedy}raise max-length or the temperature, or ask for fewer names")
+                f"{drawn} tries; {beam}{remedy}raise max-length or the temperature"
+                + (", or ask for fewer names" if opts.count > 1 else ""))
     if ended < opts.count:
         lengths = sorted(len(n) for n in model.names) or [opts.max_length]
         return (f"{head}: only {ended} of {drawn} drawn names ({ended / max(drawn, 1):.1%}) end by themselves "
