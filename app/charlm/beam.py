@@ -86,7 +86,7 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
 
     # the first expansion: the prefix, read up to its last character (the state a parent would hold)
     batch: list[tuple[str, float, _Parent]] = [(plan.prefix, lp, _Parent("", state, 0, ids[:0], np.empty(0)))]
-    while batch:
+    while batch and len(found) < opts.count:
         _poll(should_stop)
         expansions += len(batch)
         if expansions > MAX_EXPANSIONS:
