@@ -220,7 +220,7 @@ def test_training_with_a_token_a_budget_a_chart_and_a_reload(page: Any, server: 
                                                               tmp_path: Path) -> None:
     page.evaluate("sessionStorage.clear()")
     page.reload()
-    assert page.get_by_test_id("train-token").is_visible()  # /info says this server wants a token
+    page.get_by_test_id("train-token").wait_for(state="visible")  # /info (fetched) says this server wants a token
     upload = tmp_path / "dinos.txt"
     upload.write_text(DINOS.read_text())  # over 1,000 names: a validation set chooses the weights
     page.get_by_test_id("train-file").set_input_files(str(upload))

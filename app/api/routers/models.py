@@ -29,6 +29,8 @@ def describe(store: ModelStore, name: str) -> ModelOut | None:
     for version in store.versions(name):
         try:
             meta = json.loads((store.model_dir(name, version) / "model.json").read_text())
+            if not all(key in meta for key in ("kind", "arch", "hidden", "layers")):  # no model could load from it
+                raise ValueError("model.json lacks the network's description")
             version_case = meta.get("case", "fold")  # format 1 models fold case
             rate = meta.get("memorisation_rate")
             versions.append(VersionOut(version=version, active=version == active, hidden=meta.get("hidden"),
