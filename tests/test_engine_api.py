@@ -111,6 +111,17 @@ def test_beam_log_probs_equal_scores_and_are_descending(client: TestClient) -> N
     assert client.get("/names", params={"mode": "beam", "count": 5, "suffix": "saurus"}).json() == body
 
 
+def test_beam_ranks_near_ties_at_the_cut_by_the_exact_scores(client: TestClient) -> None:
+    # 81 and 82 names ending in "za" of at most 4 letters: the 81st and 82nd (Huza, Erza) lie within
+    # 3e-7 nats, closer than the search's running float32 sums can tell apart
+    ask = {"mode": "beam", "suffix": "za", "max_length": 4}
+    k = client.get("/names", params={**ask, "count": 81}).json()
+    more = client.get("/names", params={**ask, "count": 82}).json()
+    assert more["names"][:81] == k["names"] and more["log_probs"][:81] == k["log_probs"]
+    scores = client.post("/score", json={"names": more["names"][-2:]}).json()["scores"]
+    assert scores[0]["log_prob"] >= scores[1]["log_prob"]  # the one kept at 81 is the likelier by /score
+
+
 def test_pages_of_a_seed(client: TestClient) -> None:
     pages = [client.get("/names", params={"seed": 9, "count": 20, "page": p}).json()["names"] for p in (1, 2, 3)]
     assert len({n for page in pages for n in page}) == 60

@@ -29,6 +29,8 @@ from .sample import NameOptions, NamePlan, StopCheck, _poll
 MAX_EXPANSIONS = 100_000  # prefixes expanded per request (each one model step of one row): about 3.5 s and
 # 500 MB here (one BLAS thread); 7 dinos names ending in "x" of at most 6 characters would take 120,000
 _EXPAND_BATCH = 256  # prefixes stepped together (a wider step costs little more than a narrow one)
+_SLACK = 1e-4  # nats: the search's running sums of float32 steps are within 3e-6 of the exact log-probabilities
+# (score's); names that close to the cut are all found, then ranked by the exact values
 
 
 @dataclass(eq=False)
@@ -77,7 +79,11 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
         return plan.admits(name) and name not in taken and not (reject is not None and reject(name))
 
     def bound() -> float:
-        return admitted[0] if len(admitted) == opts.count else -np.inf
+        return admitted[0] - _SLACK if len(admitted) == opts.count else -np.inf
+
+    def settled() -> bool:
+        """The `count` best are found, and no queued candidate comes within _SLACK of the last of them."""
+        return len(found) >= opts.count and (not heap or -heap[0][0] < found[opts.count - 1][1] - _SLACK)
 
     def offer(parent: _Parent, rank: int) -> None:
         """Queue the parent's rank-th child unless it (and so every later one) falls below the bound."""
@@ -86,7 +92,7 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
 
     # the first expansion: the prefix, read up to its last character (the state a parent would hold)
     batch: list[tuple[str, float, _Parent]] = [(plan.prefix, lp, _Parent("", state, 0, ids[:0], np.empty(0)))]
-    while batch and len(found) < opts.count:
+    while batch and not settled():
         _poll(should_stop)
         expansions += len(batch)
         if expansions > MAX_EXPANSIONS:
@@ -117,7 +123,7 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
                 (heapq.heappush if len(admitted) < opts.count else heapq.heappushpop)(admitted, children[row, 0])
             offer(_Parent(text, new_state, row, chars, children[row, chars]), 0)
         batch = []
-        while heap and len(batch) < _EXPAND_BATCH and len(found) < opts.count:
+        while heap and len(batch) < _EXPAND_BATCH and not settled():
             neg_lp, _, parent, rank = heap[0]
             c = int(parent.chars[rank])
             if c == 0 and batch:  # a complete name is final only when no prefix popped before it could beat it
@@ -134,10 +140,10 @@ def best_names(model: TrainedModel, plan: NamePlan, opts: NameOptions, should_st
         raise InvalidInput(f"only {_names(len(found))} meet{'s' * (len(found) == 1)} these constraints within "
                            f"max-length {plan.max_length}; ask for at most {_names(len(found))} or loosen the "
                            "constraints")
-    # the log-probabilities as `score` computes them (one name at a time), not the search's sums of
-    # float32 steps, which differ in the last digits; re-sorted, as a near-tie may swap
+    # ranked by the log-probabilities as `score` computes them (one name at a time), not the search's
+    # sums, which differ in the last digits: a near-tie at the cut may swap
     exact = names_log_probs(model.net, model.params, [model.vocab.encode(n) for n, _ in found], batch=1)
-    return sorted(zip((n for n, _ in found), exact.tolist(), strict=True), key=lambda pair: -pair[1])
+    return sorted(zip((n for n, _ in found), exact.tolist(), strict=True), key=lambda pair: -pair[1])[: opts.count]
 
 
 def _names(n: int) -> str:
