@@ -209,3 +209,12 @@ def test_a_page_past_the_names_a_seed_gives_names_the_last_page_that_works(tiny_
         sample_names(tiny_names_model, opts)
     advised = int(re.search(r"ask for page (\d+)", str(past.value)).group(1))  # type: ignore[union-attr]
     assert len(sample_names(tiny_names_model, NameOptions(count=2, seed=1, page=advised, temperature=0.1))) == 2
+
+
+def test_rules_that_leave_one_likely_name_and_many_rare_ones_still_give_the_count() -> None:
+    # prefix "rex" within 4 letters: "Rex" and the 26 "Rex?" (27 names, counted by hand); the model
+    # mostly draws "Rex", so rounds of repeats are common, yet 7 distinct names exist for any seed
+    dinos = ModelStore().load("dinos")
+    for seed in range(8):
+        names = sample_names(dinos, NameOptions(count=7, seed=seed, prefix="rex", max_length=4))
+        assert len(set(names)) == 7 and all(n.startswith("Rex") and len(n) <= 4 for n in names)

@@ -56,7 +56,9 @@ MAX_ROW_STEPS = 150_000  # work bound of one names request: rows drawn x charact
 MAX_PAGE_NAMES = 5000  # page x count: pages are recomputed from the first, so this bounds a request's work
 GUIDE_RATE = 32  # suffix/contains search: proposals per unit of probability (see _generate; cost vs saturation)
 _GIVE_UP_ROWS = 2048  # rows without one name meeting suffix/contains: at rate GUIDE_RATE, P(such names) < 2e-5
-_STALE_ROUNDS = 2  # rounds in a row whose finished names were all repeats: the model has no more to give
+_STALE_DRAWS = 256  # names meeting the rules drawn in a row (whole rounds) that were all repeats: the model
+# has no more to give. Counted in names, not rounds: a round of a few names that all repeat says little when
+# the rules leave a few likely names and many rare ones (prefix "rex", max-length 4: "Rex" and 26 "Rex?")
 _MAX_BATCH = 4096
 
 
@@ -485,7 +487,7 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
     worst = (plan.max_length - len(plan.prefix) + 1) * (1 + 2 * guided)  # draws one row (and its probes) may take
     drawn = ended = stale = spent_here = 0
     hopeless = bool(plan.suffix or plan.contains)  # may give up early: see _GIVE_UP_ROWS
-    while len(found) < opts.count and stale < _STALE_ROUNDS and not (hopeless and ended == 0
+    while len(found) < opts.count and stale < _STALE_DRAWS and not (hopeless and ended == 0
                                                                      and drawn >= _GIVE_UP_ROWS):
         need = opts.count - len(found)
         share = (ended + 1) / (drawn + 1)  # rows that give an admissible name, so far (add-one estimate)
@@ -509,7 +511,7 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
         take(rows)
         drawn += batch
         ended += len(set(take.admitted)) if guided else len(take.admitted)  # a probe may return a name often
-        stale = stale + 1 if take.admitted and len(found) == before else 0
+        stale = stale + len(take.admitted) if len(found) == before else 0
     if len(found) < opts.count:
         raise InvalidInput(_shortfall(model, opts, plan, number, len(found), drawn, ended))
     return list(found)
