@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="first words, up to 200 characters (may be empty)")
     p.add_argument("--length", type=int, default=400, help="characters to add (1-2000, default 400)")
     p.add_argument("--lines", type=int, help="stop after this many complete lines instead (1-200; 14: a sonnet), "
-                                             "at most 100 characters a line")
+                                             "and at most 100 characters per line asked, in all")
     _sampling_options(p, "the likeliest character every time")
     p.set_defaults(func=cmd_poem)
 

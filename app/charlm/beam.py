@@ -27,7 +27,7 @@ from .model import ModelState, log_softmax
 from .sample import NameOptions, NamePlan, StopCheck, _poll
 
 MAX_EXPANSIONS = 100_000  # prefixes expanded per request (each one model step of one row): about 3.5 s and
-# 500 MB here (one BLAS thread); 7 dinos names ending in "x" of at most 6 characters would take 120,000
+# 600 MB here (one BLAS thread); 7 dinos names ending in "x" of at most 6 characters would take 120,000
 _EXPAND_BATCH = 256  # prefixes stepped together (a wider step costs little more than a narrow one)
 _SLACK = 1e-4  # nats: the search's running sums of float32 steps are within 3e-6 of the exact log-probabilities
 # (score's); names that close to the cut are all found, then ranked by the exact values

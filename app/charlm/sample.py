@@ -533,19 +533,22 @@ def _common_ending(model: TrainedModel, size: int = 3) -> str:
     return endings.most_common(1)[0][0] if endings else ""
 
 
+def _pages_before(page: int) -> str:
+    return "page 1" if page == 2 else f"pages 1 to {page - 1}"
+
+
 def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: int, found: int, drawn: int,
                ended: int) -> str:
     """Why a names request fell short on page `number` of its pages, with the change that would make it work."""
     kind = "novel distinct" if opts.novel else "distinct"
     head = (f"found only {found} {kind} name{'s' * (found != 1)} of the {opts.count} asked"
-            + (f" on page {number}" if number > 1 else "")
-            + (f" (page {opts.page} is drawn after pages 1 to {opts.page - 1})" if number < opts.page else ""))
+            + (f" on page {number}" if opts.page > 1 else "")
+            + (f" (page {opts.page} is drawn after {_pages_before(opts.page)})" if number < opts.page else ""))
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
     beam = "use mode beam, which finds the most probable names that meet them (or says how many there are), "
     if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
-        before = "page 1" if number == 2 else f"pages 1 to {number - 1}"
-        return (f"{head}: {before} took most of the names the model gives at these settings; ask for page "
-                f"{number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and length "
+        return (f"{head}: {_pages_before(number)} took most of the names the model gives at these settings; ask "
+                f"for page {number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and length "
                 "limits")
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""

@@ -46,8 +46,9 @@ class PoemQuery:
 def poem_query(
     prompt: Annotated[str, Query(max_length=MAX_PROMPT_CHARS, description="first words of the poem")] = "",
     length: Annotated[int, Query(ge=1, le=MAX_POEM_CHARS, description="characters to add")] = 400,
-    lines: Annotated[int | None, Query(ge=1, le=MAX_POEM_LINES, description="stop after this many complete lines, "
-                                       f"instead of length (at most {LINE_CHARS} characters per line)")] = None,
+    lines: Annotated[int | None, Query(ge=1, le=MAX_POEM_LINES, description=(
+        f"stop after this many complete lines, instead of length (and at most {LINE_CHARS} characters per line "
+        "asked, in all)"))] = None,
     temperature: TEMPERATURE = 1.0,
     top_k: TOP_K = None,
     seed: SEED = None,
