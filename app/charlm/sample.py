@@ -548,8 +548,8 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
     beam = "use mode beam, which finds the most probable names that meet them (or says how many there are), "
     if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
         return (f"{head}: {_pages_before(number)} took most of the names the model gives at these settings; ask "
-                f"for page {number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and length "
-                "limits")
+                f"for page {number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and "
+                "length limits")
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""
         why = ("the training list already has it" if ended
