@@ -94,6 +94,7 @@ def test_score_matches_eval_and_reports_its_reference(client: TestClient, tmp_pa
     (b"names=Rex", "application/x-www-form-urlencoded", "sent as Content-Type: application/json"),
     (b'{"names": ["\xff\xfe"]}', "application/json", "cannot be read as JSON (is it UTF-8"),
     (b"[" * 100_000, "application/json", "cannot be read as JSON"),
+    (b'{"names": ["Rex"], "names": ["Ab"]}', "application/json", "names: given 2 times; give it once"),
 ])
 def test_a_body_that_is_no_json_object_is_named_as_such(client: TestClient, body: bytes, content_type: str,
                                                         fragment: str) -> None:
