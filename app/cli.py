@@ -373,8 +373,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # a real text stream (not a test's capture object)
             stream.reconfigure(encoding="utf-8", errors="replace")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else None
+    tokens = list(argv if argv is not None else sys.argv[1:])
+    flags = [t.split("=", 1)[0] for t in tokens[: tokens.index("--") if "--" in tokens else None] if t.startswith("--")]
+    repeated = [f for f in dict.fromkeys(flags) if flags.count(f) > 1]
+    if repeated:  # argparse keeps the last; which one was meant is not guessed (HTTP refuses repeats too)
+        print(f"{parser.prog}: error: {', '.join(repeated)} given more than once; give each option once",
+              file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings(), threadpool_limits(_blas_threads()):
             warnings.simplefilter("ignore")  # library warnings are for developers, not for the terminal

@@ -173,6 +173,7 @@ def test_cli_sample_flags_and_score(tmp_path: Path) -> None:
     assert first["log_prob"] == pytest.approx(beam_lp, abs=1e-3)  # printed to 4 decimals
     assert_clean_error(run("score", "Caf\u00e9"), "'\u00e9'")
     assert_clean_error(run("score", "a" * 101), "names have at most 100")
+    assert_clean_error(run("sample", "--count", "7", "--count=8"), "--count given more than once")
     assert_clean_error(run("sample", "--suffix", "raptor", "--exclude", "r"), "exclude forbids")
 
 
