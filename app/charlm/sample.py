@@ -533,6 +533,10 @@ def _common_ending(model: TrainedModel, size: int = 3) -> str:
     return endings.most_common(1)[0][0] if endings else ""
 
 
+def _beam_advice(meet: str) -> str:
+    return f"use mode beam, which finds the most probable names that meet {meet} (or says how many there are), "
+
+
 def _pages_before(page: int) -> str:
     return "page 1" if page == 2 else f"pages 1 to {page - 1}"
 
@@ -545,7 +549,6 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
             + (f" on page {number}" if opts.page > 1 else "")
             + (f" (page {opts.page} is drawn after {_pages_before(opts.page)})" if number < opts.page else ""))
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
-    beam = "use mode beam, which finds the most probable names that meet them (or says how many there are), "
     if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
         return (f"{head}: {_pages_before(number)} took most of the names the model gives at these settings; ask "
                 f"for page {number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and "
@@ -570,7 +573,7 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
         else:
             remedy = ""
         return (f"{head}: the model gave only {ended} names with {' and '.join(rules)} within the limits in "
-                f"{drawn} tries; {beam}{remedy}raise max-length or the temperature"
+                f"{drawn} tries; {_beam_advice('them')}{remedy}raise max-length or the temperature"
                 + (", or ask for fewer names" if opts.count > 1 else ""))
     if ended < opts.count:
         lengths = sorted(len(n) for n in model.names) or [opts.max_length]
@@ -581,7 +584,7 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
         return (f"{head}: every name that fits the prefix, constraints and length limits is in the training list; "
                 "drop novel (or ask novel true instead of strict), or loosen the prefix, constraints and length limits")
     return (f"{head}: at these settings the model keeps repeating {found} name{'s' * (found != 1)}; ask for at "
-            f"most {found}, {beam.replace('them', 'these settings')}raise the temperature, or loosen the prefix, "
+            f"most {found}, {_beam_advice('these settings')}raise the temperature, or loosen the prefix, "
             "constraints and length limits")
 
 
