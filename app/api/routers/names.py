@@ -16,6 +16,7 @@ from app.novelty import novelty
 
 from ..admission import StopCheck
 from ..deps import ServicesDep
+from ..memory import give_back
 from ..schemas import NamesOut
 from .common import BUSY, MODEL_NAME, SEED, STRICT_QUERY, TEMPERATURE, TOP_K, load_model, submit_to_engine, user_errors
 
@@ -54,8 +55,11 @@ async def get_names(
     def ranked(should_stop: StopCheck) -> NamesOut:
         loaded, version = load_model(services, model)  # may read a model from disk: off the event loop too
         opts, reject = options(loaded)
-        with user_errors():
-            best = most_likely_names(loaded, opts, should_stop, reject)
+        try:
+            with user_errors():
+                best = most_likely_names(loaded, opts, should_stop, reject)
+        finally:
+            give_back()  # the search's memory (memory.py), whatever its outcome
         names = [n for n, _ in best]
         return NamesOut(model=model, version=version, names=names, known=is_known(loaded, names),
                         log_probs=[lp for _, lp in best])
