@@ -82,6 +82,8 @@ def test_score_matches_eval_and_reports_its_reference(client: TestClient, tmp_pa
     bad = client.post("/score", json={"names": ["Tyrannosaurus", "Caf\u00e9"]})
     assert bad.status_code == 422 and "'\u00e9'" in bad.json()["detail"]
     assert "name 2 ('Caf\u00e9')" in bad.json()["detail"]  # which of the names is at fault
+    tab = client.post("/score", json={"names": ["Re\tx"]}).json()["detail"]
+    assert "' '" in tab and "tabs and other spaces are read as spaces" in tab  # dinos has no space
     extra = client.post("/score", json={"names": ["a"], "modle": "x"})
     assert extra.status_code == 422 and "modle" in extra.json()["detail"]
     assert client.post("/score", json={"names": []}).status_code == 422

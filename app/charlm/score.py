@@ -58,8 +58,10 @@ def score_names(model: TrainedModel, names: list[str]) -> list[NameScore]:
                                "score a shorter one")
         bad = model.vocab.unknown(form)
         if bad:
+            spaces = " " in bad and any(c.isspace() and c != " " for c in names[number - 1])
             raise InvalidInput(f"name {number} ({names[number - 1]!r}) has characters not in the model's vocabulary: "
-                               f"{describe_chars(bad)}; remove them or score it with a model that knows them")
+                               f"{describe_chars(bad)}{' (tabs and other spaces are read as spaces)' * spaces}; "
+                               "remove them or score it with a model that knows them")
     log_probs = names_log_probs(model.net, model.params, encode_names(model.vocab, forms), batch=1)
     ref = sorted(model.reference["nll_per_char"]) if model.reference is not None else None
     scores = []
