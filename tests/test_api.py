@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from app.api.main import create_app
 from app.api.settings import Settings
 from app.charlm.checkpoint import TrainedModel
 from app.charlm.store import ModelStore
+
+from .conftest import ROOT
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -306,6 +310,18 @@ def test_real_lists_of_every_size_and_script_are_accepted(client: TestClient, na
     content = (Path(__file__).resolve().parents[1] / "data" / "lists" / f"{name}.txt").read_bytes()
     r = upload(client, content, name=name)
     assert r.status_code == 202, r.text
+
+
+def test_a_version_recording_odd_members_is_listed_and_served_as_one_network(client: TestClient,
+                                                                            tmp_path: Path) -> None:
+    version = tmp_path / "store" / "odd" / "versions" / "1"
+    shutil.copytree(ROOT / "model_store" / "dinos", version)
+    meta = json.loads((version / "model.json").read_text())
+    meta["training"]["options"]["members"] = "x"
+    (version / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "store" / "odd" / "ACTIVE").write_text("1")
+    assert client.get("/models/odd").json()["versions"][0]["members"] == 1
+    assert client.get("/names", params={"model": "odd", "seed": 1}).status_code == 200
 
 
 @pytest.mark.parametrize("damage", ['[1, 2]', '{"metrics": [1]}', '{"training": "abc"}', '{"case": 5, "kind": 3}',

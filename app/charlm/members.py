@@ -52,7 +52,8 @@ def block_masks(params: Params, layers: int, members: int) -> dict[str, np.ndarr
         for key in ("Wx", "Wh"):
             if _rows_are_units(n, key):
                 rows, columns = params[f"l{n}.{key}"].shape
-                of_row, of_column = unit_member(rows, members), unit_member(rows, members)[np.arange(columns) % rows]
+                of_row = unit_member(rows, members)
+                of_column = of_row[np.arange(columns) % rows]  # the gates' blocks of `rows` columns
                 masks[f"l{n}.{key}"] = (of_row[:, None] == of_column[None, :]).astype(np.float32)
     return masks
 

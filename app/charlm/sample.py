@@ -269,14 +269,15 @@ class NameOptions:
         _check(bool(prefix or suffix or contains) or bool(letters - banned),
                "exclude forbids every character the model writes names with; keep at least one of "
                f"{describe_chars(letters)}")
-        shortest = max(_merged_length(prefix, suffix), len(contains)) + prefix.endswith(" ")
+        plan = NamePlan(prefix, suffix, contains, banned, min_length, self.max_length)
+        shortest = plan.shortest_completion(prefix) + prefix.endswith(" ")  # a name never ends with a space
         label = " and ".join(w for w, v in (("prefix", prefix), ("suffix", suffix), ("contains", contains)) if v)
         _check(shortest <= MAX_NAME_CHARS, f"{label} need{'s' * (' ' not in label)} names of {shortest} characters; "
                                            f"names have at most {MAX_NAME_CHARS}, so use a shorter {label}")
         _check(shortest <= self.max_length, f"{label} need{'s' * (' ' not in label)} names of at least {shortest} "
                                             f"characters, more than max-length {self.max_length}; raise max-length "
                                             f"to {shortest}")
-        return NamePlan(prefix, suffix, contains, banned, min_length, self.max_length)
+        return plan
 
 
 def _generate(model: TrainedModel, step: Stepper, plan: NamePlan, primed: tuple[np.ndarray, ModelState], batch: int,
@@ -495,7 +496,7 @@ def _sample_page(model: TrainedModel, plan: NamePlan, primed: tuple[np.ndarray, 
         batch = min(_MAX_BATCH, max(8, int(need / share * 1.15) + 2), int(budget[0] / max(per_row, 1)))
         _check(batch >= 1 or number == 1 or drawn > 0,
                f"page {opts.page} is too deep for this model: the work one request may do ran out while drawing "
-               f"page {number} (pages are drawn from the first on); ask for page {number - 1} or an earlier one")
+               f"page {number} (pages are drawn from the first on); ask for {_earlier_page(number)}")
         if batch < 1 or (drawn and is_greedy(opts.temperature, opts.top_k)):
             break
         before = len(found)
@@ -541,6 +542,11 @@ def _pages_before(page: int) -> str:
     return "page 1" if page == 2 else f"pages 1 to {page - 1}"
 
 
+def _earlier_page(page: int) -> str:
+    """The advice for a page that could not be drawn: the page before it (or an earlier one)."""
+    return "page 1" if page == 2 else f"page {page - 1} or an earlier one"
+
+
 def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: int, found: int, drawn: int,
                ended: int) -> str:
     """Why a names request fell short on page `number` of its pages, with the change that would make it work."""
@@ -551,8 +557,7 @@ def _shortfall(model: TrainedModel, opts: NameOptions, plan: NamePlan, number: i
     rules = [f"{what} {value!r}" for what, value in (("suffix", plan.suffix), ("contains", plan.contains)) if value]
     if number > 1:  # the pages before it took names: advice about counts or lengths would be about them
         return (f"{head}: {_pages_before(number)} took most of the names the model gives at these settings; ask "
-                f"for page {number - 1}{' or an earlier one' * (number > 2)}, or loosen the prefix, constraints and "
-                "length limits")
+                f"for {_earlier_page(number)}, or loosen the prefix, constraints and length limits")
     if is_greedy(opts.temperature, opts.top_k):
         meet = f" and meet {' and '.join(rules)}" if rules else ""
         why = ("the training list already has it" if ended
